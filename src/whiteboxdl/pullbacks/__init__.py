@@ -1,0 +1,1 @@
+"""whiteboxdl.pullbacks"""
