@@ -30,12 +30,12 @@ def test_worst_case_is_the_and_of_attacks(linear_problem):
     weak, strong = result.robust("pgd"), result.robust("fgsm")
     assert weak.sum() > strong.sum()
     assert torch.equal(result.robust(WORST), weak & strong)
-    x_worst, conf, names = result.worst_inputs()
+    x_worst, conf, pred, names = result.worst_inputs()
     for i in (~strong & result.clean_correct).nonzero().squeeze(1).tolist():
         assert names[i] == ("fgsm" if weak[i] else "pgd")  # the first attack (in order) that broke it
     with torch.no_grad():
         probs = p.model(x_worst).softmax(1)
-    assert torch.allclose(conf, probs.amax(1))
+    assert torch.allclose(conf, probs.amax(1)) and torch.equal(pred, probs.argmax(1))
 
 
 def test_csv_records(linear_problem, tmp_path):

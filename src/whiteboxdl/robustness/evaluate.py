@@ -29,7 +29,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -76,6 +76,15 @@ class EvalConfig:
             if bad:
                 raise ValueError(f"attack {name!r} has no option {bad[0]!r}; its options: "
                                  f"{', '.join(allowed) or 'none'}")
+
+
+class WorstInputs(NamedTuple):
+    """The strongest attacked version of each input, its max softmax, prediction and attack."""
+
+    x: torch.Tensor
+    conf: torch.Tensor
+    pred: torch.Tensor
+    attack: list[str]
 
 
 @dataclass
@@ -138,11 +147,11 @@ class RobustnessResult:
             out[component] = self.clean_correct & ((broken_by < 0) | (broken_by > k))
         return out
 
-    def worst_inputs(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    def worst_inputs(self) -> WorstInputs:
         """Per input, the attacked version from the strongest attack on it.
 
         The first attack (in run order) that broke it, else the attack that left the lowest
-        confidence. Returns ``(x_adv, max softmax on it, attack name per input)``.
+        confidence.
         """
         names = list(self.attacks)
         wrong = torch.stack([self.preds[a] != self.labels for a in names], dim=1)
@@ -151,8 +160,10 @@ class RobustnessResult:
         least_conf = confs.argmin(dim=1)
         choice = torch.where(wrong.any(dim=1), first_wrong, least_conf)
         x = torch.stack([self.x_adv[a] for a in names], dim=1)
+        preds = torch.stack([self.preds[a] for a in names], dim=1)
         idx = torch.arange(self.n)
-        return x[idx, choice], confs[idx, choice], [names[int(c)] for c in choice]
+        return WorstInputs(x[idx, choice], confs[idx, choice], preds[idx, choice],
+                           [names[int(c)] for c in choice])
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows: clean, each attack (with cascade steps), the worst case."""
