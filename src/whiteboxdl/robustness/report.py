@@ -117,10 +117,10 @@ def _side_by_side(runs: Sequence[ModelRun], curves: dict) -> tuple[list[str], li
             for r in runs])
     rows.append(["robust accuracy: worst case"]
                 + [f"{100 * r.result.accuracy(WORST):.2f}%" for r in runs])
-    rows.append(["precision at 80% recall"]
-                + [f"{100 * curves[r.label].precision_at(0.8):.2f}%" for r in runs])
-    rows.append(["precision at 100% recall"]
-                + [f"{100 * curves[r.label].precision_at(1.0):.2f}%" for r in runs])
+    for recall in (0.8, 1.0):
+        rows.append([f"precision at {100 * recall:.0f}% recall"] + [
+            f"{100 * curves[r.label].precision_at(recall):.2f}%" if r.label in curves
+            else "– (nothing robust)" for r in runs])
     rows.append(["images"] + [str(r.result.n) for r in runs])
     rows.append(["attack time (s)"] + [f"{sum(r.result.seconds.values()):.0f}" for r in runs])
     return header, rows
@@ -147,10 +147,8 @@ def write_report(runs: Sequence[ModelRun], out_dir: str | Path, command: str = "
     if command:
         doc.paragraph(f"Command: {command}")
 
-    curves = {}
-    for run in runs:
-        curves[run.label] = reliability_curve(run.result.robust(WORST),
-                                              run.result.worst_inputs().conf)
+    curves = {run.label: reliability_curve(run.result.robust(WORST), run.result.worst_inputs().conf)
+              for run in runs if run.result.robust(WORST).any()}
 
     doc.heading("Results side by side")
     doc.table(*_side_by_side(runs, curves))
@@ -182,9 +180,13 @@ def write_report(runs: Sequence[ModelRun], out_dir: str | Path, command: str = "
                   "softmax probability on the attacked input (the strongest attack per input). "
                   "At 100% recall every input is accepted and precision equals adversarial "
                   "accuracy.")
-    doc.table(*curve_rows(curves))
-    doc.figure(plot_reliability(curves, figures / "reliability.png"),
-               "Reliability curves (worst case over attacks)")
+    if curves:
+        doc.table(*curve_rows(curves))
+        doc.figure(plot_reliability(curves, figures / "reliability.png"),
+                   "Reliability curves (worst case over attacks)")
+    for run in runs:
+        if run.label not in curves:
+            doc.paragraph(f"{run.label}: no input is correct under attack, so there is no curve.")
 
     for run in runs:
         _model_sections(doc, run, figures)
