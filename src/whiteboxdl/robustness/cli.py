@@ -122,8 +122,9 @@ def plan_attacks(text: str, masking_check: bool) -> list[str]:
 
 def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
     from whiteboxdl.data.mnist import digit_subset
-    from whiteboxdl.robustness.evaluate import evaluate
-    from whiteboxdl.robustness.report import ModelRun, _slug
+    from whiteboxdl.robustness.evaluate import WORST, evaluate
+    from whiteboxdl.robustness.reliability import reliability_curve
+    from whiteboxdl.robustness.report import ModelRun, masking_check, slug
 
     start = time.perf_counter()
     model, label, digits = resolve_model(spec, digits_default)
@@ -136,7 +137,7 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
         raise ValueError(f"{spec} has {_class_count(model, x)} outputs but --digits gives "
                          f"{len(digits)} classes {digits}; pass the model's digits")
     options = {a: {"n_queries": args.n_queries} for a in attacks if a in ("standard", "square")}
-    run_dir = out / _slug(label)
+    run_dir = out / slug(label)
     print(f"== {label}: {len(x)} test images, attacks {', '.join(attacks)} -> {run_dir}")
     result = evaluate(model, x, y, attacks, eps=args.eps, norm=args.norm, seed=args.seed,
                       batch_size=args.batch_size, out_dir=run_dir, options=options,
@@ -146,7 +147,13 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
     if args.boundary_n > 0:
         boundary = _boundary(model, x, y, result, args, run_dir)
     elapsed = time.perf_counter() - start
-    summary = result.summary() | {"label": label, "wall_seconds": elapsed}
+    summary = result.summary() | {"label": label, "wall_seconds": elapsed,
+                                  "masking_check": masking_check(result)}
+    robust = result.robust(WORST)
+    if robust.any():
+        curve = reliability_curve(robust, result.worst_inputs().conf)
+        summary |= {"precision_at_80": curve.precision_at(0.8),
+                    "precision_at_100": curve.precision_at(1.0)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed)
 

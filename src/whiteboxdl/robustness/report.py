@@ -101,7 +101,8 @@ class _Writer:
         return md, self.html.write(self.out_dir / "report.html")
 
 
-def _slug(label: str) -> str:
+def slug(label: str) -> str:
+    """A file-name-safe version of a model label."""
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
 
 
@@ -194,10 +195,10 @@ def write_report(runs: Sequence[ModelRun], out_dir: str | Path, command: str = "
 
 
 def _model_sections(doc: _Writer, run: ModelRun, figures: Path) -> None:
-    result, slug = run.result, _slug(run.label)
+    result, name = run.result, slug(run.label)
     doc.heading(f"{run.label}: details")
     doc.table(*result.table())
-    doc.paragraph(f"Per-sample records: {slug}/records.csv. Wall-clock time of this model's "
+    doc.paragraph(f"Per-sample records: {name}/records.csv. Wall-clock time of this model's "
                   f"evaluation: {run.elapsed:.0f} s (attack time summed over batches, including "
                   "earlier interrupted runs: "
                   f"{sum(result.seconds.values()):.0f} s).")
@@ -206,7 +207,7 @@ def _model_sections(doc: _Writer, run: ModelRun, figures: Path) -> None:
     if idx:
         path = adversarial_gallery(run.x[idx], x_adv[idx], result.labels[idx],
                                    result.clean_pred[idx], result.clean_conf[idx], adv_pred[idx],
-                                   conf[idx], run.class_names, figures / f"{slug}-gallery.png",
+                                   conf[idx], run.class_names, figures / f"{name}-gallery.png",
                                    eps=result.config.eps if result.config.norm == "Linf" else 1.0)
         doc.figure(path, f"{run.label}: adversarial examples (strongest attack per input; red = "
                          "fooled)")
@@ -214,12 +215,12 @@ def _model_sections(doc: _Writer, run: ModelRun, figures: Path) -> None:
             titles = [f"#{i} true {run.class_names[int(result.labels[i])]} ({names[i]})"
                       for i in idx[:4]]
             path = processing_steps_figure(run.model, x_adv[idx[:4]],
-                                           figures / f"{slug}-processing-adversarial.png", titles)
+                                           figures / f"{name}-processing-adversarial.png", titles)
             doc.figure(path, f"{run.label}: processing steps on adversarial inputs")
     if run.boundary is not None:
         clean, minimal = run.boundary
         path = boundary_figure(clean, minimal, run.model, run.class_names,
-                               figures / f"{slug}-boundary.png")
+                               figures / f"{name}-boundary.png")
         sizes = (minimal - clean).flatten(1).norm(dim=1)
         doc.figure(path, f"{run.label}: minimal adversarial examples (ART Boundary attack, "
                          f"unbounded); median L2 size {float(sizes.median()):.2f}")
