@@ -71,7 +71,8 @@ def test_resume_after_interruption_gives_the_same_table(linear_problem, tmp_path
     with pytest.raises(_Interrupt):
         evaluate(p.model, x, y, attacks, out_dir=tmp_path / "resumed",
                  on_batch_end=stop_after_first, **kwargs)
-    assert len(list((tmp_path / "resumed" / "batches").glob("*.pt"))) == 1
+    stored = sorted(p.name for p in (tmp_path / "resumed" / "batches").glob("*.pt"))
+    assert stored == ["00000-clean.pt", "00000-pgd.pt", "00000-square.pt"]
     computed = []
     resumed = evaluate(p.model, x, y, attacks, out_dir=tmp_path / "resumed",
                        on_batch_end=lambda b, n: computed.append(b), **kwargs)
@@ -91,7 +92,27 @@ def test_resume_refuses_other_settings(linear_problem, tmp_path):
     with pytest.raises(ValueError, match="different settings"):
         evaluate(p.model, p.x[:8], p.y[:8], ["fgsm"], eps=2 * EPS, out_dir=tmp_path,
                  progress=False)
-    assert json.loads((tmp_path / "run.json").read_text())["config"]["eps"] == EPS
+    assert json.loads((tmp_path / "run.json").read_text())["eps"] == EPS
+    evaluate(p.model, p.x[:8], p.y[:8], ["pgd"], eps=EPS, out_dir=tmp_path, progress=False,
+             options={"pgd": {"steps": 1}})
+    with pytest.raises(ValueError, match="attack options"):
+        evaluate(p.model, p.x[:8], p.y[:8], ["pgd"], eps=EPS, out_dir=tmp_path, progress=False,
+                 options={"pgd": {"steps": 2}})
+
+
+def test_later_runs_reuse_stored_attacks_and_batches(linear_problem, tmp_path):
+    p = linear_problem
+    kwargs = dict(eps=EPS, batch_size=8, out_dir=tmp_path, progress=False)
+    first = evaluate(p.model, p.x[:16], p.y[:16], ["fgsm"], **kwargs)
+    stamp = (tmp_path / "batches" / "00000-fgsm.pt").stat().st_mtime_ns
+    # fewer inputs, one more attack: only PGD on batch 0 is new
+    second = evaluate(p.model, p.x[:8], p.y[:8], ["fgsm", "pgd"], **kwargs)
+    assert (tmp_path / "batches" / "00000-fgsm.pt").stat().st_mtime_ns == stamp
+    assert torch.equal(second.preds["fgsm"], first.preds["fgsm"][:8])
+    assert not (tmp_path / "batches" / "00001-pgd.pt").exists()
+    # other inputs in a stored batch are refused
+    with pytest.raises(ValueError, match="other inputs"):
+        evaluate(p.model, p.x[8:16], p.y[8:16], ["fgsm"], **kwargs)
 
 
 def test_standard_records_the_breaking_component(linear_problem):

@@ -47,7 +47,7 @@ def test_evaluate_writes_report_records_and_resumes(needs_mnist, model_file, tmp
     assert (out / "report.html").stat().st_size > 20_000  # figures inlined
     # a second run resumes every batch (nothing is attacked again) and gives the same numbers
     stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "batches").glob("*.pt")}
-    assert len(stamps) == 2
+    assert len(stamps) == 6  # 2 batches x (clean, fgsm, square)
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "batches").glob("*.pt")} == stamps
     assert json.loads((run_dir / "summary.json").read_text())["accuracy"] == summary["accuracy"]

@@ -224,54 +224,79 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
-    """A short hash of the model's weights and the data, to refuse resuming a different run."""
+def _hash_tensors(*tensors: torch.Tensor) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
+    for tensor in tensors:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(x.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(y.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-def _check_run_dir(out_dir: Path, config: EvalConfig, print_: str) -> None:
-    meta = {"config": asdict(config), "fingerprint": print_}
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of the model's weights, to refuse resuming a run of a different model."""
+    state = sorted(model.state_dict().items())
+    return _hash_tensors(*[t for _, t in state]) + "-" + hashlib.sha256(
+        "".join(name for name, _ in state).encode()).hexdigest()[:8]
+
+
+def _check_run_dir(out_dir: Path, config: EvalConfig, model_hash: str) -> None:
+    meta = {"eps": config.eps, "norm": config.norm, "seed": config.seed,
+            "batch_size": config.batch_size, "model": model_hash}
     path = out_dir / "run.json"
     if path.is_file():
         old = json.loads(path.read_text())
         if old != json.loads(json.dumps(meta)):
-            raise ValueError(f"{out_dir} holds a run with different settings, model or data "
-                             f"({old}); use another output directory or delete this one")
+            raise ValueError(f"{out_dir} holds a run with different settings or model "
+                             f"({old}, now {meta}); use another output directory or delete it")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(meta, indent=1))
 
 
-def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  config: EvalConfig) -> dict:
-    record: dict = {}
+def _clean_record(model: nn.Module, x: torch.Tensor) -> dict:
     with eval_mode(model):
-        clean = predict(model, x).softmax(1)
-    record["clean_pred"] = clean.argmax(1)
-    record["clean_conf"] = clean.amax(1)
-    for name in config.attacks:
-        options = dict(config.options.get(name, {}))
-        start = time.perf_counter()
-        if name == "standard":
-            x_adv, broken_by = autoattack_cascade(model, x, y, config.eps, config.norm,
-                                                  config.seed, **options)
-            record[f"broken_by/{name}"] = broken_by
-        else:
-            x_adv = attack(model, x, y, config.eps, name=name, norm=config.norm,
-                           seed=config.seed, **options)
-        record[f"seconds/{name}"] = time.perf_counter() - start
-        with eval_mode(model):
-            probs = predict(model, x_adv).softmax(1)
-        record[f"x_adv/{name}"] = x_adv.detach().cpu()
-        record[f"pred/{name}"] = probs.argmax(1).cpu()
-        record[f"conf/{name}"] = probs.amax(1).cpu()
+        probs = predict(model, x).softmax(1)
+    return {"clean_pred": probs.argmax(1).cpu(), "clean_conf": probs.amax(1).cpu()}
+
+
+def _attack_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str,
+                   config: EvalConfig) -> dict:
+    options = dict(config.options.get(name, {}))
+    record: dict = {"options": json.dumps(options, sort_keys=True)}
+    start = time.perf_counter()
+    if name == "standard":
+        x_adv, broken_by = autoattack_cascade(model, x, y, config.eps, config.norm, config.seed,
+                                              **options)
+        record[f"broken_by/{name}"] = broken_by
+    else:
+        x_adv = attack(model, x, y, config.eps, name=name, norm=config.norm, seed=config.seed,
+                       **options)
+    record[f"seconds/{name}"] = time.perf_counter() - start
+    with eval_mode(model):
+        probs = predict(model, x_adv).softmax(1)
+    record[f"x_adv/{name}"] = x_adv.detach().cpu()
+    record[f"pred/{name}"] = probs.argmax(1).cpu()
+    record[f"conf/{name}"] = probs.amax(1).cpu()
     return record
+
+
+def _load_or_compute(path: Path | None, data_hash: str, options: str | None, compute):
+    """(record, reused): a stored record if its inputs (and options) match, else a new one."""
+    if path is not None and path.is_file():
+        record = torch.load(path, weights_only=True)
+        if record.get("data") != data_hash:
+            raise ValueError(f"{path} was computed on other inputs than this run's batch; use "
+                             "another output directory or delete this one")
+        if options is not None and record.get("options") != options:
+            raise ValueError(f"{path} was computed with attack options {record.get('options')}, "
+                             f"not {options}; use another output directory or delete it")
+        return record, True
+    record = compute()
+    record["data"] = data_hash
+    if path is not None:
+        tmp = path.with_suffix(".partial")
+        torch.save(record, tmp)
+        tmp.replace(path)
+    return record, False
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[str],
@@ -294,12 +319,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
     batch_size:
         Inputs per batch (the unit of resumption).
     out_dir:
-        Where finished batches go (``batches/NNNNN.pt``) and ``run.json`` with the settings.
-        ``None`` keeps everything in memory.
+        Where finished work goes: ``batches/NNNNN-clean.pt`` and ``batches/NNNNN-<attack>.pt``
+        per batch and attack (each with a hash of its inputs and the attack's options), and
+        ``run.json`` with eps, norm, seed, batch size and a hash of the model. ``None`` keeps
+        everything in memory. Later runs in the same folder reuse every stored (batch, attack)
+        pair: more attacks or more inputs only add work.
     options:
         Per-attack options, e.g. ``{"square": {"n_queries": 1000}}``.
     on_batch_end:
-        Called as ``on_batch_end(batch_index, n_batches)`` after each newly computed batch.
+        Called as ``on_batch_end(batch_index, n_batches)`` after each batch that needed work.
     """
     config = EvalConfig(tuple(attacks), float(eps) if isinstance(eps, (int, float)) else eps,
                         norm, int(seed), int(batch_size), dict(options or {}))
@@ -309,26 +337,31 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
     batch_dir = None
     if out_dir is not None:
         out_dir = Path(out_dir)
-        _check_run_dir(out_dir, config, fingerprint(model, x, y))
+        _check_run_dir(out_dir, config, fingerprint(model))
         batch_dir = out_dir / "batches"
         batch_dir.mkdir(parents=True, exist_ok=True)
     records, reused = [], 0
     bar = tqdm(range(n_batches), desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
                unit="batch", disable=not progress)
     for b in bar:
-        path = batch_dir / f"{b:05d}.pt" if batch_dir is not None else None
-        if path is not None and path.is_file():
-            records.append(torch.load(path, weights_only=True))
-            reused += 1
-            continue
         lo, hi = b * config.batch_size, min(len(x), (b + 1) * config.batch_size)
-        record = _attack_batch(model, x[lo:hi], y[lo:hi], config)
-        if path is not None:
-            tmp = path.with_suffix(".partial")
-            torch.save(record, tmp)
-            tmp.replace(path)
+        xb, yb = x[lo:hi], y[lo:hi]
+        data_hash = _hash_tensors(xb, yb)
+
+        def path(part: str) -> Path | None:
+            return batch_dir / f"{b:05d}-{part}.pt" if batch_dir is not None else None
+
+        record, all_reused = _load_or_compute(path("clean"), data_hash, None,
+                                              lambda: _clean_record(model, xb))
+        for name in config.attacks:
+            opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
+            part, was_reused = _load_or_compute(
+                path(name), data_hash, opts, lambda: _attack_record(model, xb, yb, name, config))
+            record = {**record, **part}
+            all_reused &= was_reused
         records.append(record)
-        if on_batch_end is not None:
+        reused += all_reused
+        if on_batch_end is not None and not all_reused:
             on_batch_end(b, n_batches)
     return _combine(config, y, records, reused)
 
