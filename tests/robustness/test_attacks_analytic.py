@@ -73,8 +73,9 @@ def test_pgd_is_seeded(linear_problem):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.slow
 def test_cascade_matches_official_standard_and_names_the_breaking_component(linear_problem):
-    p, n = linear_problem, 16
+    p, n = linear_problem, 12
     x, y = p.x[:n], p.y[:n]
     official = attack(p.model, x, y, EPS, name="standard", n_queries=50)
     x_adv, broken_by = autoattack_cascade(p.model, x, y, EPS, n_queries=50)

@@ -115,6 +115,7 @@ def test_later_runs_reuse_stored_attacks_and_batches(linear_problem, tmp_path):
         evaluate(p.model, p.x[8:16], p.y[8:16], ["fgsm"], **kwargs)
 
 
+@pytest.mark.slow
 def test_standard_records_the_breaking_component(linear_problem):
     p = linear_problem
     x, y = p.x[:12], p.y[:12]

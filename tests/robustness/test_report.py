@@ -18,8 +18,8 @@ class _Quantize(nn.Module):
 
 def _runs(linear_problem):
     p = linear_problem
-    x, y = p.x[:16], p.y[:16]
-    options = {"square": {"n_queries": 60}}
+    x, y = p.x[:12], p.y[:12]
+    options = {"square": {"n_queries": 40}}
     masked = nn.Sequential(_Quantize(), p.model).eval()
     r_masked = evaluate(masked, x, y, ["apgd-ce", "square"], eps=0.1, progress=False,
                         options=options)
@@ -33,7 +33,7 @@ def test_masking_check_and_report(linear_problem, tmp_path):
     masked, plain = _runs(linear_problem)
     check = masking_check(masked.result)
     # APGD-CE sees zero gradients and fails; the black-box Square breaks many inputs
-    assert check["flag"] and check["only_square"] >= 3
+    assert check["flag"] and check["only_square"] >= 2
     assert check["square"] < check["apgd-ce"] - 0.1
     check = masking_check(plain.result)
     # on a linear model APGD-CE is optimal: Square never finds anything it missed
