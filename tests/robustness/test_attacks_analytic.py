@@ -41,7 +41,7 @@ def test_linf_attacks_reach_the_analytic_robust_accuracy(linear_problem, name):
 
 
 def test_fab_t_reaches_the_analytic_robust_accuracy(linear_problem):
-    p, n = linear_problem, 40
+    p, n = linear_problem, 24
     x_adv = attack(p.model, p.x[:n], p.y[:n], EPS, name="fab-t")
     _check_budget(x_adv, p.x[:n], EPS, "Linf")
     assert torch.equal(_robust(p, x_adv, n), p.robust(p.worst_linf(EPS))[:n])

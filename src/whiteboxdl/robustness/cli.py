@@ -155,7 +155,8 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
         summary |= {"precision_at_80": curve.precision_at(0.8),
                     "precision_at_100": curve.precision_at(1.0)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed)
+    note = f"{args.boundary_iter} iterations, seed {args.seed}"
+    return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed, note)
 
 
 def _boundary(model, x, y, result, args, run_dir: Path):

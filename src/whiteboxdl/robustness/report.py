@@ -42,6 +42,7 @@ class ModelRun:
     class_names: Sequence[str]
     boundary: tuple[torch.Tensor, torch.Tensor] | None = None
     elapsed: float = 0.0
+    boundary_note: str = ""
 
 
 def apgd_ce_robust(result: RobustnessResult) -> torch.Tensor | None:
@@ -223,4 +224,5 @@ def _model_sections(doc: _Writer, run: ModelRun, figures: Path) -> None:
                                figures / f"{name}-boundary.png")
         sizes = (minimal - clean).flatten(1).norm(dim=1)
         doc.figure(path, f"{run.label}: minimal adversarial examples (ART Boundary attack, "
-                         f"unbounded); median L2 size {float(sizes.median()):.2f}")
+                         f"unbounded{', ' + run.boundary_note if run.boundary_note else ''}); "
+                         f"median L2 size {float(sizes.median()):.2f}")
