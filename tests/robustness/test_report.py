@@ -40,6 +40,15 @@ def test_masking_check_and_report(linear_problem, tmp_path):
     assert not check["flag"] and check["only_square"] == 0
     assert check["apgd-ce"] == plain.result.accuracy("worst")
 
+    # Square run separately on the first 6 inputs only: compared on those 6
+    p = linear_problem
+    sub = evaluate(masked.model, p.x[:6], p.y[:6], ["square"], eps=0.1, progress=False,
+                   options={"square": {"n_queries": 40}})
+    check = masking_check(masked.result, square=sub)
+    assert check["n"] == 6
+    assert check["apgd-ce"] == float(masked.result.robust("apgd-ce")[:6].float().mean())
+    assert check["square"] == sub.accuracy("square")
+
     md, html = write_report([masked, plain], tmp_path, command="pytest")
     text = md.read_text()
     assert "WARNING: for quantized" in text and "WARNING: for linear" not in text

@@ -68,6 +68,7 @@ def test_plan_attacks_and_digits():
     assert plan_attacks("pgd", True) == ["pgd", "apgd-ce", "square"]
     assert plan_attacks("standard,square", True) == ["standard", "square"]
     assert plan_attacks("standard", False) == ["standard"]
+    assert plan_attacks("fgsm", True, square=False) == ["fgsm", "apgd-ce"]
     assert parse_digits("3,5") == (3, 5)
     with pytest.raises(ValueError, match="'3'"):
         parse_digits("3")

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--n-queries", type=int, default=5000, help="Square queries (default 5000)")
     ev.add_argument("--no-masking-check", action="store_true",
                     help="do not add Square alone (and APGD-CE) for the gradient-masking check")
+    ev.add_argument("--masking-n", type=int,
+                    help="run Square alone for the masking check on the first N images only "
+                         "(default: all --n images)")
     ev.add_argument("--boundary-n", type=int, default=4,
                     help="images for minimal Boundary examples (0: skip)")
     ev.add_argument("--boundary-iter", type=int, default=1000)
@@ -103,8 +106,9 @@ def _class_count(model, x) -> int:
         return int(model(x[:1]).shape[1])
 
 
-def plan_attacks(text: str, masking_check: bool) -> list[str]:
-    """The attack list from ``--attacks``, plus Square (and APGD-CE) for the masking check."""
+def plan_attacks(text: str, masking_check: bool, square: bool = True) -> list[str]:
+    """The attack list from ``--attacks``, plus APGD-CE (and Square, if ``square``) for the
+    masking check."""
     from whiteboxdl.robustness.attacks import get_attack
 
     attacks = [a.strip() for a in text.split(",") if a.strip()]
@@ -115,7 +119,7 @@ def plan_attacks(text: str, masking_check: bool) -> list[str]:
     if masking_check:
         if "standard" not in attacks and "apgd-ce" not in attacks:
             attacks.append("apgd-ce")
-        if "square" not in attacks:
+        if square and "square" not in attacks:
             attacks.append("square")
     return attacks
 
@@ -143,12 +147,20 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
                       batch_size=args.batch_size, out_dir=run_dir, options=options,
                       progress=not args.no_progress)
     result.write_csv(run_dir / "records.csv")
+    square = None
+    if not args.no_masking_check and "square" not in attacks:
+        m = args.masking_n
+        print(f"   gradient-masking check: Square alone on the first {m} images")
+        square = evaluate(model, x[:m], y[:m], ["square"], eps=args.eps, norm=args.norm,
+                          seed=args.seed, batch_size=args.batch_size, out_dir=run_dir,
+                          options={"square": {"n_queries": args.n_queries}},
+                          progress=not args.no_progress)
     boundary = None
     if args.boundary_n > 0:
         boundary = _boundary(model, x, y, result, args, run_dir)
     elapsed = time.perf_counter() - start
     summary = result.summary() | {"label": label, "wall_seconds": elapsed,
-                                  "masking_check": masking_check(result)}
+                                  "masking_check": masking_check(result, square=square)}
     robust = result.robust(WORST)
     if robust.any():
         curve = reliability_curve(robust, result.worst_inputs().conf)
@@ -156,7 +168,8 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
                     "precision_at_100": curve.precision_at(1.0)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     note = f"{args.boundary_iter} iterations, seed {args.seed}"
-    return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed, note)
+    return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed, note,
+                    square)
 
 
 def _boundary(model, x, y, result, args, run_dir: Path):
@@ -182,7 +195,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from whiteboxdl.viz.report import markdown_table
 
     digits = parse_digits(args.digits)
-    attacks = plan_attacks(args.attacks, not args.no_masking_check)
+    if args.masking_n is not None and not 1 <= args.masking_n <= args.n:
+        raise ValueError(f"--masking-n must be in 1..--n ({args.n}), got {args.masking_n}")
+    separate_square = args.masking_n is not None and args.masking_n < args.n
+    attacks = plan_attacks(args.attacks, not args.no_masking_check, square=not separate_square)
+    if not separate_square:
+        args.masking_n = args.n
     out = Path(args.out)
     runs = [_evaluate_one(args.checkpoint, args, attacks, out, digits)]
     if args.baseline:

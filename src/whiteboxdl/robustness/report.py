@@ -43,6 +43,7 @@ class ModelRun:
     boundary: tuple[torch.Tensor, torch.Tensor] | None = None
     elapsed: float = 0.0
     boundary_note: str = ""
+    square: RobustnessResult | None = None
 
 
 def apgd_ce_robust(result: RobustnessResult) -> torch.Tensor | None:
@@ -54,21 +55,29 @@ def apgd_ce_robust(result: RobustnessResult) -> torch.Tensor | None:
     return None
 
 
-def masking_check(result: RobustnessResult, gap: float = MASKING_GAP) -> dict | None:
+def masking_check(result: RobustnessResult, gap: float = MASKING_GAP,
+                  square: RobustnessResult | None = None) -> dict | None:
     """Compare Square alone (black-box) with APGD-CE alone (white-box) on the same inputs.
 
     A black-box attack that finds clearly more adversarial examples than the white-box one hints
     at gradient masking. ``flag`` is set when Square's accuracy is more than ``gap`` below
-    APGD-CE's. ``None`` if either attack is missing from the run.
+    APGD-CE's. ``square`` is a separate run of Square alone on the first ``m`` inputs of
+    ``result`` (Square is expensive); by default Square comes from ``result`` itself. ``None``
+    if either attack is missing.
     """
     apgd = apgd_ce_robust(result)
-    if apgd is None or "square" not in result.attacks:
+    source = square if square is not None else result
+    if apgd is None or "square" not in source.attacks:
         return None
-    square = result.robust("square")
-    acc_apgd, acc_square = float(apgd.float().mean()), float(square.float().mean())
-    return {"apgd-ce": acc_apgd, "square": acc_square,
-            "only_square": int((apgd & ~square).sum()), "only_apgd": int((square & ~apgd).sum()),
-            "flag": acc_apgd - acc_square > gap}
+    square_flags = source.robust("square")
+    m = len(square_flags)
+    if m > result.n or not torch.equal(source.labels, result.labels[:m]):
+        raise ValueError("the Square run must cover the first inputs of the main run")
+    apgd = apgd[:m]
+    acc_apgd, acc_square = float(apgd.float().mean()), float(square_flags.float().mean())
+    return {"apgd-ce": acc_apgd, "square": acc_square, "n": m,
+            "only_square": int((apgd & ~square_flags).sum()),
+            "only_apgd": int((square_flags & ~apgd).sum()), "flag": acc_apgd - acc_square > gap}
 
 
 class _Writer:
@@ -162,16 +171,18 @@ def write_report(runs: Sequence[ModelRun], out_dir: str | Path, command: str = "
                   f"alone is more than {100 * gap:.1f} points below APGD-CE alone.")
     rows, flags = [], []
     for run in runs:
-        check = masking_check(run.result, gap)
+        check = masking_check(run.result, gap, run.square)
         if check is None:
-            rows.append([run.label, "–", "–", "–", "not run (needs square and apgd-ce/standard)"])
+            rows.append([run.label, "–", "–", "–", "–",
+                         "not run (needs square and apgd-ce/standard)"])
             continue
-        rows.append([run.label, f"{100 * check['apgd-ce']:.2f}%", f"{100 * check['square']:.2f}%",
-                     str(check["only_square"]), "FLAG" if check["flag"] else "ok"])
+        rows.append([run.label, str(check["n"]), f"{100 * check['apgd-ce']:.2f}%",
+                     f"{100 * check['square']:.2f}%", str(check["only_square"]),
+                     "FLAG" if check["flag"] else "ok"])
         if check["flag"]:
             flags.append(run.label)
-    doc.table(["model", "APGD-CE alone", "Square alone", "broken only by Square", "verdict"],
-              rows)
+    doc.table(["model", "images", "APGD-CE alone", "Square alone", "broken only by Square",
+               "verdict"], rows)
     for label in flags:
         doc.paragraph(f"WARNING: for {label}, the black-box Square attack finds more adversarial "
                       "examples than white-box APGD-CE: possible gradient masking; trust the "
