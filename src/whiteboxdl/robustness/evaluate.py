@@ -101,6 +101,7 @@ class RobustnessResult:
     broken_by: dict[str, torch.Tensor]
     seconds: dict[str, float]
     batches_reused: int = 0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -213,6 +214,7 @@ class RobustnessResult:
         """JSON-ready numbers: accuracies, counts, seconds, settings."""
         out = {"n": self.n, "clean_accuracy": self.clean_accuracy,
                "config": asdict(self.config), "seconds": self.seconds,
+               "cpu_seconds": self.cpu_seconds,
                "accuracy": {name: self.accuracy(name) for name in (*self.attacks, WORST)}}
         for name in self.broken_by:
             out[f"{name}_cascade"] = {c: float(f.float().mean())
@@ -262,7 +264,7 @@ def _attack_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str
                    config: EvalConfig) -> dict:
     options = dict(config.options.get(name, {}))
     record: dict = {"options": json.dumps(options, sort_keys=True)}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if name == "standard":
         x_adv, broken_by = autoattack_cascade(model, x, y, config.eps, config.norm, config.seed,
                                               **options)
@@ -271,6 +273,7 @@ def _attack_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str
         x_adv = attack(model, x, y, config.eps, name=name, norm=config.norm, seed=config.seed,
                        **options)
     record[f"seconds/{name}"] = time.perf_counter() - start
+    record[f"cpu_seconds/{name}"] = time.process_time() - cpu_start
     with eval_mode(model):
         probs = predict(model, x_adv).softmax(1)
     record[f"x_adv/{name}"] = x_adv.detach().cpu()
@@ -379,4 +382,6 @@ def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
         x_adv={a: cat(f"x_adv/{a}") for a in names},
         broken_by={a: cat(f"broken_by/{a}") for a in names if f"broken_by/{a}" in records[0]},
         seconds={a: float(sum(r[f"seconds/{a}"] for r in records)) for a in names},
-        batches_reused=reused)
+        batches_reused=reused,
+        cpu_seconds={a: float(sum(r.get(f"cpu_seconds/{a}", float("nan")) for r in records))
+                     for a in names})
