@@ -74,10 +74,11 @@ def masking_check(result: RobustnessResult, gap: float = MASKING_GAP,
     if m > result.n or not torch.equal(source.labels, result.labels[:m]):
         raise ValueError("the Square run must cover the first inputs of the main run")
     apgd = apgd[:m]
-    acc_apgd, acc_square = float(apgd.float().mean()), float(square_flags.float().mean())
-    return {"apgd-ce": acc_apgd, "square": acc_square, "n": m,
+    n_apgd, n_square = int(apgd.sum()), int(square_flags.sum())
+    return {"apgd-ce": n_apgd / m, "square": n_square / m, "n": m,
             "only_square": int((apgd & ~square_flags).sum()),
-            "only_apgd": int((square_flags & ~apgd).sum()), "flag": acc_apgd - acc_square > gap}
+            "only_apgd": int((square_flags & ~apgd).sum()),
+            "flag": (n_apgd - n_square) > gap * m + 1e-9}
 
 
 class _Writer:
