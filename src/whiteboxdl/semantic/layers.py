@@ -41,29 +41,36 @@ class _PiecewiseSoftsign(torch.autograd.Function):
 
     @staticmethod
     def _pieces(y, big_t):
-        return (y >= big_t[0]).long() + (y >= 0).long() + (y >= big_t[3]).long()
+        k = (y >= big_t[0]).long() + (y >= 0).long() + (y >= big_t[3]).long()
+        return k.reshape(-1)
+
+    @staticmethod
+    def _at(values, k, like):
+        return values.index_select(0, k).view_as(like)  # much faster than values[k]
 
     @staticmethod
     def forward(ctx, y, big_t, s, alpha, beta):
         k = _PiecewiseSoftsign._pieces(y, big_t)
-        d = y - big_t[k]
-        z = d / (s[k] + d.abs())
+        at = _PiecewiseSoftsign._at
+        d = y - at(big_t, k, y)
+        z = d / (at(s, k, y) + d.abs())
         ctx.save_for_backward(y, big_t, s, alpha)
-        return alpha[k] * z + beta[k]
+        return at(alpha, k, y) * z + at(beta, k, y)
 
     @staticmethod
     def backward(ctx, g):
         y, big_t, s, alpha = ctx.saved_tensors
         k = _PiecewiseSoftsign._pieces(y, big_t)
-        d = y - big_t[k]
-        den = s[k] + d.abs()
+        at = _PiecewiseSoftsign._at
+        d = y - at(big_t, k, y)
+        s_k = at(s, k, y)
+        den = s_k + d.abs()
         z = d / den
-        ga = g * alpha[k]
-        dz_dy = s[k] / (den * den)
-        flat = k.reshape(-1)
+        ga = g * at(alpha, k, y)
+        dz_dy = s_k / (den * den)
 
         def per_piece(values):
-            return torch.bincount(flat, weights=values.reshape(-1), minlength=4).to(y.dtype)
+            return torch.bincount(k, weights=values.reshape(-1), minlength=4).to(y.dtype)
 
         grad_y = ga * dz_dy if ctx.needs_input_grad[0] else None
         return (grad_y, per_piece(-ga * dz_dy), per_piece(-ga * z / den), per_piece(g * z),
