@@ -31,8 +31,9 @@ from whiteboxdl.paths import models_dir
 
 BUILDER = "whiteboxdl.models.cnn:mnist_cnn"
 DATASETS = ("mnist", "fashion-mnist")
-#: The recipe ``train_cnn`` uses by default (Adam, batch 128, 3 epochs, ±2 px shifts).
-DEFAULT_CONFIG = TrainConfig(epochs=3, batch_size=128, lr=2e-3, weight_decay=0.0, seed=0)
+#: The recipe ``train_cnn`` uses by default (Adam, one-cycle LR, batch 128, 3 epochs, ±2 px shifts).
+DEFAULT_CONFIG = TrainConfig(epochs=3, batch_size=128, lr=3e-3, weight_decay=0.0, seed=0,
+                             schedule="onecycle")
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
