@@ -17,7 +17,7 @@ import shutil
 
 import torch
 
-from whiteboxdl.models.cnn import cnn_dir, get_cnn
+from whiteboxdl.models.cnn import cnn_dir, count_parameters, get_cnn
 from whiteboxdl.viz.report import markdown_table
 
 RUNS = (("mnist", None), ("mnist", (3, 5)), ("fashion-mnist", None))
@@ -32,16 +32,14 @@ def main() -> None:
         directory = cnn_dir(dataset, digits)
         if args.retrain and directory.exists():
             shutil.rmtree(directory)
-        get_cnn(dataset, digits)  # trains on first use
+        model = get_cnn(dataset, digits)  # trains on first use
         summary = json.loads((directory / "summary.json").read_text())
         history = summary["history"]
         seconds = sum(h["epoch_seconds"] for h in history)
         command = f"whiteboxdl train cnn --dataset {dataset}" + (
             " --digits " + " ".join(map(str, digits)) if digits else "")
-        n_params = sum(v.numel() for k, v in torch.load(directory / "model.pt", weights_only=True)
-                       ["state_dict"].items() if not k.endswith(("running_mean", "running_var",
-                                                                  "num_batches_tracked")))
-        rows.append([f"`{command}`", summary["builder_kwargs"]["classes"], f"{n_params:,}",
+        rows.append([f"`{command}`", summary["builder_kwargs"]["classes"],
+                     f"{count_parameters(model):,}",
                      len(history), f"{history[-1]['test_acc']:.2%}",
                      f"{seconds / 60:.1f} min"])
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "

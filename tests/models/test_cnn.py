@@ -141,3 +141,4 @@ def test_cli_train_cnn(needs_mnist, tmp_path, capsys):
     assert f"{summary['final']['test_acc']:.2%}" in printed and "97,522" in printed
     assert not (out / "checkpoint.pt").exists()
     assert main(["train", "cnn", "--limit", "10"]) == 1  # partial model must not replace the cache
+

@@ -5,6 +5,7 @@ Example
 $ whiteboxdl train cnn                       # MNIST, cached for get_cnn("mnist")
 $ whiteboxdl train cnn --dataset fashion-mnist
 $ whiteboxdl train cnn --digits 3 5 --epochs 3 --out runs/cnn35
+$ whiteboxdl models                          # torchvision weights: cached or where to put them
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
+    models = subparsers.add_parser("models", help="torchvision classifiers and their weight files")
+    models.add_argument("names", nargs="*", metavar="NAME",
+                        help="classifiers to show (default: resnet50 vgg11_bn densenet121)")
+    models.add_argument("--all", action="store_true", help="every torchvision classifier")
+    models.set_defaults(func=_models)
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
@@ -61,4 +67,22 @@ def _train_cnn(args: argparse.Namespace) -> int:
         [[summary["dataset"], digits, f"{summary['parameters']:,}", summary["epochs"],
           f"{summary['test_acc']:.2%}", f"{summary['seconds']:.0f} s"]]))
     print(f"model: {out}/model.pt")
+    return 0
+
+
+PAPER_MODELS = ("resnet50", "vgg11_bn", "densenet121")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from whiteboxdl.models.zoo import (classifier_names, resolve_weights, weights_available,
+                                       weights_path)
+    from whiteboxdl.viz.report import markdown_table
+
+    names = classifier_names() if args.all else (args.names or list(PAPER_MODELS))
+    rows = [[name, resolve_weights(name).name, "yes" if weights_available(name) else "no",
+             str(weights_path(name)), resolve_weights(name).url] for name in names]
+    print(markdown_table(["model", "default weights", "cached", "weights file", "from"], rows))
+    if not all(row[2] == "yes" for row in rows):
+        print("Not cached: save the file from the URL at the path shown (the hub cache honours "
+              "$TORCH_HOME), or load with download=True while online.")
     return 0
