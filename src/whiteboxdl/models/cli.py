@@ -31,13 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     """Add ``train cnn``."""
-    from whiteboxdl.models.cnn import DATASETS, DEFAULT_CONFIG
+    from whiteboxdl.models.cnn import DATASETS, DEFAULT_CONFIG, RECIPES
 
     cnn = sub.add_parser("cnn", help="small ReLU CNN (BatchNorm, max-pool) on MNIST/Fashion-MNIST")
     cnn.add_argument("--dataset", choices=DATASETS, default="mnist")
     cnn.add_argument("--digits", type=int, nargs="+", metavar="D",
                      help="train on these classes only, e.g. --digits 3 5 (labels 0..k-1)")
-    cnn.add_argument("--epochs", type=int, default=DEFAULT_CONFIG.epochs)
+    cnn.add_argument("--epochs", type=int,
+                     help="default: " + ", ".join(f"{d} {r['epochs']}" for d, r in RECIPES.items()))
     cnn.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
     cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn)")
     cnn.add_argument("--limit", type=int, metavar="N",
