@@ -141,3 +141,13 @@ def test_cli_train_cnn(needs_mnist, tmp_path, capsys):
     assert f"{summary['final']['test_acc']:.2%}" in printed and "97,522" in printed
     assert not (out / "checkpoint.pt").exists()
     assert main(["train", "cnn", "--limit", "10"]) == 1  # partial model must not replace the cache
+
+
+
+def test_dataset_recipes_set_epochs_and_augmentation():
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(40, 1, 28, 28, generator=g), torch.randint(0, 10, (40,), generator=g))
+    _, fashion = train_cnn("fashion-mnist", train_data=data, test_data=data, progress=False)
+    assert fashion["epochs"] == 6 and len(fashion["history"]) == 6 and fashion["augment"] is False
+    _, mnist = train_cnn("mnist", epochs=1, train_data=data, test_data=data, progress=False)
+    assert mnist["epochs"] == 1 and mnist["augment"] is True

@@ -5,6 +5,7 @@ Example
 $ whiteboxdl train cnn                       # MNIST, cached for get_cnn("mnist")
 $ whiteboxdl train cnn --dataset fashion-mnist
 $ whiteboxdl train cnn --digits 3 5 --epochs 3 --out runs/cnn35
+$ whiteboxdl models                          # torchvision weights: cached or where to put them
 """
 
 from __future__ import annotations
@@ -21,17 +22,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
+    models = subparsers.add_parser("models", help="torchvision classifiers and their weight files")
+    models.add_argument("names", nargs="*", metavar="NAME",
+                        help="classifiers to show (default: resnet50 vgg11_bn densenet121)")
+    models.add_argument("--all", action="store_true", help="every torchvision classifier")
+    models.set_defaults(func=_models)
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     """Add ``train cnn``."""
-    from whiteboxdl.models.cnn import DATASETS, DEFAULT_CONFIG
+    from whiteboxdl.models.cnn import DATASETS, DEFAULT_CONFIG, RECIPES
 
     cnn = sub.add_parser("cnn", help="small ReLU CNN (BatchNorm, max-pool) on MNIST/Fashion-MNIST")
     cnn.add_argument("--dataset", choices=DATASETS, default="mnist")
     cnn.add_argument("--digits", type=int, nargs="+", metavar="D",
                      help="train on these classes only, e.g. --digits 3 5 (labels 0..k-1)")
-    cnn.add_argument("--epochs", type=int, default=DEFAULT_CONFIG.epochs)
+    cnn.add_argument("--epochs", type=int,
+                     help="default: " + ", ".join(f"{d} {r['epochs']}" for d, r in RECIPES.items()))
     cnn.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
     cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn)")
     cnn.add_argument("--limit", type=int, metavar="N",
@@ -61,4 +68,22 @@ def _train_cnn(args: argparse.Namespace) -> int:
         [[summary["dataset"], digits, f"{summary['parameters']:,}", summary["epochs"],
           f"{summary['test_acc']:.2%}", f"{summary['seconds']:.0f} s"]]))
     print(f"model: {out}/model.pt")
+    return 0
+
+
+PAPER_MODELS = ("resnet50", "vgg11_bn", "densenet121")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from whiteboxdl.models.zoo import (classifier_names, resolve_weights, weights_available,
+                                       weights_path)
+    from whiteboxdl.viz.report import markdown_table
+
+    names = classifier_names() if args.all else (args.names or list(PAPER_MODELS))
+    rows = [[name, resolve_weights(name).name, "yes" if weights_available(name) else "no",
+             str(weights_path(name)), resolve_weights(name).url] for name in names]
+    print(markdown_table(["model", "default weights", "cached", "weights file", "from"], rows))
+    if not all(row[2] == "yes" for row in rows):
+        print("Not cached: save the file from the URL at the path shown (the hub cache honours "
+              "$TORCH_HOME), or load with download=True while online.")
     return 0

@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class TrainConfig:
     optimizer: str = "adam"
     seed: int = 314
     eval_batch_size: int = 1000
+    #: learning rate per step: "constant", "cosine" (to 0) or "onecycle" (warm-up, cosine down)
+    schedule: str = "constant"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -57,6 +60,30 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) out of ``total_steps``.
+
+    ``onecycle``: linear warm-up from ``lr/25`` to ``lr`` over the first 25% of the steps, then
+    cosine annealing to ``lr/1e4`` (the shape of ``torch.optim.lr_scheduler.OneCycleLR``).
+    Stateless, so a resumed run continues the schedule exactly.
+    """
+    if config.schedule == "constant":
+        return config.lr
+    t = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * t))
+    warm = 0.25
+    if t < warm:
+        return config.lr * (1 / 25 + (1 - 1 / 25) * t / warm)
+    low = config.lr / 1e4
+    return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
 
 
 class Callback(Protocol):
@@ -170,7 +197,7 @@ def fit(
     ckpt_path = result.out_dir / "checkpoint.pt" if result.out_dir else None
     if ckpt_path is not None and resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, weights_only=True)
-        if state["config"] != asdict(config):
+        if {**asdict(TrainConfig()), **state["config"]} != asdict(config):  # new fields: defaults
             raise ValueError(f"{ckpt_path} was written with a different config {state['config']}; "
                              "use another --out directory or delete the checkpoint")
         model.load_state_dict(state["model"])
@@ -194,6 +221,9 @@ def fit(
             xb, yb = x_train[idx], y_train[idx]
             if augment is not None:
                 xb = augment(xb, generator)
+            lr = lr_at(config, step, config.epochs * n_batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
@@ -206,7 +236,7 @@ def fit(
             seen += len(yb)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
             _call(callbacks, "on_step_end", step, model)
-        metrics = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / seen,
+        metrics = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
                    "train_acc": correct / seen, "epoch_seconds": time.perf_counter() - epoch_t0}
         if test is not None:
             metrics["test_loss"], metrics["test_acc"] = evaluate_accuracy(

@@ -142,8 +142,8 @@ def _from_enum(name: str, weights: str | WeightsEnum, download: bool) -> nn.Modu
     if not path.is_file() and not download:
         raise FileNotFoundError(
             f"ImageNet weights {member} for {name} are not in the torch hub cache. Put the file "
-            f"{path.name} (from {member.url}) at {path}, or call with download=True while online "
-            "(the CLI: --download), or use weights=None for random init or a checkpoint path.")
+            f"{path.name} (from {member.url}) at {path}, or call with download=True while online, "
+            "or use weights=None for random init or a checkpoint path.")
     try:
         # torchvision's own loading path: reads the cached file, downloads only if it is missing
         return torchvision.models.get_model(name, weights=member)
