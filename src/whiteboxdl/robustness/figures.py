@@ -1,5 +1,6 @@
-"""Figures of a robustness evaluation: adversarial gallery, minimal Boundary examples, and the
-semantic network's processing steps on adversarial inputs.
+"""Figures of a robustness evaluation: adversarial gallery and minimal Boundary examples.
+
+(The semantic network's processing steps come from :mod:`whiteboxdl.semantic.inspect`.)
 
 Example
 -------
@@ -86,35 +87,3 @@ def is_semantic_network(model: nn.Module) -> bool:
     except ImportError:
         return False
     return isinstance(model, SemanticNetwork)
-
-
-def processing_steps_figure(model: nn.Module, x: torch.Tensor, path: str | Path,
-                            titles: Sequence[str] | None = None) -> Path:
-    """The semantic network's processing steps on ``x`` (one row per input).
-
-    Columns: input (title: class probabilities), two-step output, conv output, and for each
-    class the best-matching affine pose of that class's features drawn over the conv output
-    (title: match value).
-    """
-    from whiteboxdl.semantic.network import processing_steps
-
-    steps = processing_steps(model, x)
-    names = list(getattr(model, "class_names", [str(i) for i in range(steps["probs"].shape[1])]))
-    k = len(names)
-    fig, axes = new_figure(len(x), 3 + k, size=(1.8 * (3 + k), 1.9 * len(x)))
-    for r in range(len(x)):
-        probs = ", ".join(f"{n}: {100 * float(p):.0f}%" for n, p in zip(names, steps["probs"][r]))
-        head = f"{titles[r]}\n" if titles else ""
-        _image(axes[r][0], steps["input"][r], f"{head}{probs}")
-        _image(axes[r][1], steps["two_step"][r], "two-step", cmap="bwr", vmin=-1, vmax=1)
-        conv = steps["conv"][r]
-        top = float(conv.max()) or 1.0
-        _image(axes[r][2], conv, "conv", vmin=0, vmax=top)
-        for j in range(k):
-            ax = axes[r][3 + j]
-            _image(ax, conv, f"best '{names[j]}' pose: {float(steps['class_match'][r, j]):.2f}",
-                   vmin=0, vmax=top)
-            pose = steps["class_pose_image"][r, j].cpu().numpy()
-            lim = float(abs(pose).max()) or 1.0
-            ax.imshow(pose, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.55)
-    return save_figure(fig, path)

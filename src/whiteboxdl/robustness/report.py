@@ -22,8 +22,7 @@ from torch import nn
 from whiteboxdl.robustness.attacks import get_attack
 from whiteboxdl.robustness.evaluate import WORST, RobustnessResult
 from whiteboxdl.robustness.figures import (adversarial_gallery, boundary_figure,
-                                           is_semantic_network, pick_examples,
-                                           processing_steps_figure)
+                                           is_semantic_network, pick_examples)
 from whiteboxdl.robustness.reliability import curve_rows, plot_reliability, reliability_curve
 from whiteboxdl.viz.report import Report, markdown_table
 
@@ -225,11 +224,15 @@ def _model_sections(doc: _Writer, run: ModelRun, figures: Path) -> None:
         doc.figure(path, f"{run.label}: adversarial examples (strongest attack per input; red = "
                          "fooled)")
         if is_semantic_network(run.model):
-            titles = [f"#{i} true {run.class_names[int(result.labels[i])]} ({names[i]})"
-                      for i in idx[:4]]
-            path = processing_steps_figure(run.model, x_adv[idx[:4]],
-                                           figures / f"{name}-processing-adversarial.png", titles)
-            doc.figure(path, f"{run.label}: processing steps on adversarial inputs")
+            from whiteboxdl.semantic.inspect import plot_processing_steps
+
+            shown = idx[:4]
+            path = plot_processing_steps(run.model, x_adv[shown],
+                                         figures / f"{name}-processing-adversarial.png",
+                                         labels=result.labels[shown])
+            doc.figure(path, f"{run.label}: processing steps on adversarial inputs (inputs "
+                             f"#{', #'.join(map(str, shown))}; attacks "
+                             f"{', '.join(names[i] for i in shown)})")
     if run.boundary is not None:
         clean, minimal = run.boundary
         path = boundary_figure(clean, minimal, run.model, run.class_names,
