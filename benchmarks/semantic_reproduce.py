@@ -40,7 +40,7 @@ def _snapshot(digits, out: Path):
 
 
 def run_seed(digits, seed, out: Path, attack_n: int, steps: int, eps: float,
-             snapshot: bool = False) -> dict:
+             snapshot: bool = False, ablation: dict | None = None) -> dict:
     result_file = out / "eval.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
@@ -53,7 +53,7 @@ def run_seed(digits, seed, out: Path, attack_n: int, steps: int, eps: float,
         model, history = _snapshot(digits, out)
     else:
         if not (out / "model.pt").is_file():
-            train_semantic(digits, config, out_dir=out)
+            train_semantic(digits, config, out_dir=out, **(ablation or {}))
         model = load_model(out / "model.pt")
         history = json.loads((out / "summary.json").read_text())["history"]
     train_s = time.perf_counter() - t0
@@ -80,13 +80,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-two-step", action="store_true", help="ablation")
+    parser.add_argument("--no-conv", action="store_true", help="ablation")
+    parser.add_argument("--no-noise", action="store_true", help="ablation")
     parser.add_argument("--snapshot", action="store_true",
                         help="evaluate the last finished epoch of an interrupted run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-3-5"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ablation = {"two_step": not args.no_two_step, "conv": not args.no_conv,
+                "noise": not args.no_noise}
     rows = [run_seed(args.digits, s, args.out / f"seed-{s}", args.attack_n, args.steps, args.eps,
-                     args.snapshot) for s in args.seeds]
+                     args.snapshot, ablation) for s in args.seeds]
     table = [[r["seed"], r["epochs_trained"], f"{r['clean_acc']:.2%} ({round(r['clean_acc'] * r['n_test'])}/"
               f"{r['n_test']})", f"{r['apgd_ce_acc']:.2%} (n={r['n_attacked']})",
               f"{r['mean_epoch_seconds']:.1f}"] for r in rows]
