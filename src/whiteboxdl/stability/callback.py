@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -66,6 +67,8 @@ class StabilityTracker:
         self.store.meta.update({"every": self.every, "n_probe": len(probe)})
         self._previous: dict[str, torch.Tensor] | None = None
         self._last_step_seen: int | None = None
+        #: wall-clock seconds spent recording (the tracking overhead)
+        self.seconds = 0.0
 
     # -- hooks of the training loop ------------------------------------------------------------
     def on_train_start(self, model: nn.Module) -> None:
@@ -93,12 +96,14 @@ class StabilityTracker:
     # -- recording -----------------------------------------------------------------------------
     def record(self, step: int, model: nn.Module, margins: bool = False) -> None:
         """Take one snapshot now (called by the hooks; usable by hand)."""
+        t0 = time.perf_counter()
         snapshot = record_patterns(model, self.probe, self.batch_size, margins=margins)
         self.store.add(step, snapshot, self._weight_change(model))
         if self.out_dir is not None and (step == 0 or step % self.checkpoint_every == 0 or margins):
             path = checkpoint_path(self.out_dir, step)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
+        self.seconds += time.perf_counter() - t0
 
     def _add_margins(self, model: nn.Module) -> None:
         snapshot = record_patterns(model, self.probe, self.batch_size, margins=True)
@@ -126,4 +131,7 @@ class StabilityTracker:
         """Write ``patterns.npz`` into ``out_dir`` (no-op without one)."""
         if self.out_dir is None or not len(self.store):
             return None
-        return self.store.save(self.out_dir / "patterns.npz")
+        t0 = time.perf_counter()
+        path = self.store.save(self.out_dir / "patterns.npz")
+        self.seconds += time.perf_counter() - t0
+        return path
