@@ -91,6 +91,14 @@ class PoolGeometry:
         """Flat input-plane argmax indices (as returned by PyTorch) → position in the window."""
         r0, c0 = self._starts(tuple(flat.shape[-2:]))
         w = self.in_hw[1]
+        span_h = (self.kernel[0] - 1) * self.dilation[0]
+        span_w = (self.kernel[1] - 1) * self.dilation[1]
+        if span_w < w:  # offsets from the window's corner map one-to-one to window positions
+            offsets = torch.arange(self.kernel[0]).view(-1, 1) * self.dilation[0] * w + \
+                torch.arange(self.kernel[1]).view(1, -1) * self.dilation[1]
+            table = torch.zeros(span_h * w + span_w + 1, dtype=torch.uint8)
+            table[offsets.flatten()] = torch.arange(offsets.numel(), dtype=torch.uint8)
+            return table[flat - (r0 * w + c0)]
         rows = torch.div(flat // w - r0, self.dilation[0], rounding_mode="floor")
         cols = torch.div(flat % w - c0, self.dilation[1], rounding_mode="floor")
         return (rows * self.kernel[1] + cols).to(torch.uint8)
@@ -264,7 +272,8 @@ def record_patterns(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
             chunks.append(chunk)
     finally:
         model.train(was_training)
-    values = {layer.name: torch.cat([c[layer.name] for c in chunks]).numpy() for layer in layers}
+    values = {layer.name: (torch.cat([c[layer.name] for c in chunks]) if len(chunks) > 1
+                           else chunks[0][layer.name]).numpy() for layer in layers}
     snap = Snapshot(layers, values)
     if margins:
         for name, parts in zs.items():
