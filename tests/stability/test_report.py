@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_analysis_and_report(tiny_run):
-    results = analyze(tiny_run, alignment=False, progress=False)
+    results = analyze(tiny_run, n_align=32, max_snapshots=4, progress=False)
     p = results["patterns"]
     assert p["steps"] == list(range(0, 31, 5))
     assert json.loads((tiny_run / "stability.json").read_text())["patterns"]["steps"] == p["steps"]
@@ -47,3 +47,8 @@ def test_analysis_and_report(tiny_run):
     assert "data:image/png;base64" in html and "What the numbers say" in html
     assert (tiny_run / "figures" / "settling.png").is_file()
     assert any("settled" in text for text, _ in interpret(results))
+    a = results["alignment"]
+    assert a["path_kernel"]["steps"] == [0, 10, 20, 30]
+    assert a["path_kernel"]["vanilla"][-1]["mean"] == pytest.approx(1.0)   # final gates: exact
+    assert (tiny_run / "figures" / "path_kernel.png").is_file()
+    assert (tiny_run / "figures" / "checkpoints.png").is_file()

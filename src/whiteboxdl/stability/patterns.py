@@ -34,7 +34,9 @@ from torch.overrides import TorchFunctionMode
 #: Every callable through which PyTorch code applies a ReLU.
 RELU_FUNCS = frozenset({F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_})
 #: Every callable through which PyTorch code applies a 2-d max-pool.
-MAXPOOL_FUNCS = frozenset({F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d})
+MAXPOOL_FUNCS = frozenset({F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d,
+                           torch._C._nn.max_pool2d_with_indices})
+_ALWAYS_INDICES = (F.max_pool2d_with_indices, torch._C._nn.max_pool2d_with_indices)
 _POOL_SIGNATURE = inspect.signature(F.max_pool2d_with_indices)
 
 
@@ -202,7 +204,7 @@ def pool_call(func, args: tuple, kwargs: dict) -> tuple[object, torch.Tensor, Po
             and not plain["stride"]:
         plain["stride"] = None
     out, idx = F.max_pool2d_with_indices(**plain, return_indices=True)
-    wants_indices = func is F.max_pool2d_with_indices or bool(bound.get("return_indices", False))
+    wants_indices = func in _ALWAYS_INDICES or bool(bound.get("return_indices", False))
     return ((out, idx) if wants_indices else out), idx, geometry
 
 
