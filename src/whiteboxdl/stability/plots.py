@@ -62,6 +62,13 @@ def plot_settling(results: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _normalised(values) -> np.ndarray:
+    """Divide by the first value; the final zero becomes NaN (log axis)."""
+    v = np.asarray(values, float)
+    v = v / max(v[0], 1e-12)
+    return np.where(v > 0, v, np.nan)
+
+
 def plot_distance(results: dict, path: Path) -> Path:
     """Left: gates' Hamming distance to the final pattern per layer. Right: gates vs weights,
     each normalised by its value at step 0 (the speed comparison)."""
@@ -72,13 +79,12 @@ def plot_distance(results: dict, path: Path) -> Path:
     axes[0].set(xlabel="training step", ylabel="fraction of gates differing from final",
                 title="Pattern distance to the final model")
     axes[0].legend(fontsize=7)
-    gates = np.asarray(p["distance_to_final"][OVERALL])
-    axes[1].plot(p["steps"], gates / max(gates[0], 1e-12), "k-", lw=2, label="ReLU gates (Hamming)")
+    gates = _normalised(p["distance_to_final"][OVERALL])
+    axes[1].plot(p["steps"], gates, "k-", lw=2, label="ReLU gates (Hamming)")
     if w:
         for name, values in w["distance_to_final"].items():
-            v = np.asarray(values)
             style = dict(color="C3", lw=2) if name == "all weights" else dict(lw=0.8, alpha=0.5)
-            axes[1].plot(w["steps"], v / max(v[0], 1e-12), label=name if name == "all weights"
+            axes[1].plot(w["steps"], _normalised(values), label=name if name == "all weights"
                          else None, **style)
     axes[1].set_yscale("log")
     axes[1].set(xlabel="training step", ylabel="distance to final / distance at step 0",
