@@ -105,6 +105,33 @@ def weight_measures(run_dir: str | Path, store: PatternStore) -> dict:
     return out
 
 
+EXAMPLES_FILE = "examples.npz"
+
+
+def save_examples(run_dir: str | Path, store: PatternStore, model: nn.Module, x: torch.Tensor,
+                  y: torch.Tensor, n: int = 4) -> Path:
+    """Attributions of the first ``n`` probe images for the examples figure (``examples.npz``):
+    the final model's pullback and vanilla gradient, and frozen-gate gradients of the first,
+    90%-settled and middle snapshots."""
+    from whiteboxdl.stability.frozen import frozen_gate_gradient, input_gradient
+
+    x, y = x[:n], y[:n]
+    settled = ms.settling(store)[ms.OVERALL] if store.relu_layers else None
+    at_90 = store.step_index(settled.step_at(store.steps, 0.9)) if settled else len(store) // 2
+    picks = sorted({0, len(store) // 4, at_90})
+    arrays = {"x": x.numpy(), "y": y.numpy(),
+              "pullback": al.pullback(model, x, y).numpy(),
+              "vanilla": input_gradient(model, x, y).numpy(),
+              "frozen_steps": np.array([store.steps[i] for i in picks])}
+    for i in picks:
+        values = {l.name: store.pattern(i, l.name)[:n] for l in store.layers}
+        arrays[f"frozen_{store.steps[i]}"] = frozen_gate_gradient(model, x, y, store.layers,
+                                                                  values).numpy()
+    path = Path(run_dir) / EXAMPLES_FILE
+    np.savez(path, **arrays)
+    return path
+
+
 def alignment_measures(run_dir: str | Path, store: PatternStore, n_align: int = 256,
                        max_snapshots: int = 12, progress: bool = True) -> dict:
     """(a) path-kernel alignment, (b) temperature sweep, (c) consecutive checkpoints."""
@@ -115,6 +142,8 @@ def alignment_measures(run_dir: str | Path, store: PatternStore, n_align: int = 
                       .astype(int)).tolist()
     pk = al.path_kernel_alignment(final, store, x, y, picks, progress=progress)
     sweep = al.temperature_sweep(final, x, y)
+    if x.dim() == 4:
+        save_examples(run_dir, store, final, x, y)
     out = {"n_probe": len(x), "default_temperature": al.DEFAULT_TEMPERATURE,
            "path_kernel": {"steps": pk.steps, "vanilla": pk.vanilla,
                            "pullback": {str(t): v for t, v in pk.pullback.items()}},

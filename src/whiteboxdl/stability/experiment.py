@@ -21,7 +21,7 @@ MODELS = ("cnn", "semantic")
 DATASETS = ("mnist", "fashion-mnist")
 #: Files and folders a run writes; ``overwrite=True`` removes exactly these.
 RUN_FILES = ("patterns.npz", "checkpoints", "checkpoint.pt", "probe.pt", "model.pt",
-             "summary.json", "run.json", "stability.json", "figures", "report.html")
+             "examples.npz", "summary.json", "run.json", "stability.json", "figures", "report.html")
 
 
 def _prepare(out: Path, overwrite: bool) -> None:

@@ -181,6 +181,33 @@ def plot_checkpoints(results: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_examples(examples: dict, path: Path) -> Path:
+    """Rows = probe images; columns = image, final pullback, vanilla gradient and frozen-gate
+    gradients of earlier snapshots (each map on its own symmetric ``bwr`` scale)."""
+    frozen = [f"frozen_{int(s)}" for s in examples["frozen_steps"]]
+    cols = ["x", "pullback", "vanilla"] + frozen
+    titles = ["image", "pullback (final, T=0.3)", "vanilla (final)"] + [
+        f"gates of step {int(s)}" for s in examples["frozen_steps"]]
+    n = len(examples["x"])
+    fig, axes = new_figure(n, len(cols), size=(1.9 * len(cols), 1.9 * n))
+    for r in range(n):
+        for c, key in enumerate(cols):
+            ax = axes[r][c]
+            img = np.asarray(examples[key][r]).sum(0)
+            if key == "x":
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            else:
+                lim = float(np.abs(img).max()) or 1.0
+                ax.imshow(img, cmap="bwr", vmin=-lim, vmax=lim)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=7)
+        axes[r][0].set_ylabel(f"label {int(examples['y'][r])}", fontsize=7)
+    fig.suptitle("Final-model attributions vs path-kernel gradients (final weights, earlier gates)",
+                 fontsize=9)
+    return save_figure(fig, path)
+
+
 #: figure file name → (plotting function, caption)
 FIGURES = {
     "flip_rate.png": (plot_flip_rates, "Flip rate between consecutive snapshots, per layer."),
@@ -204,8 +231,13 @@ def _available(results: dict, name: str) -> bool:
     return needs.get(name, lambda r: True)(results)
 
 
-def plot_all(results: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Draw every figure the results allow; returns ``{file name: path}``."""
+def plot_all(results: dict, out_dir: str | Path,
+             examples: dict | None = None) -> dict[str, Path]:
+    """Draw every figure the results allow (and the examples grid if given); returns
+    ``{file name: path}``."""
     out_dir = Path(out_dir)
-    return {name: fn(results, out_dir / name) for name, (fn, _) in FIGURES.items()
-            if _available(results, name)}
+    paths = {name: fn(results, out_dir / name) for name, (fn, _) in FIGURES.items()
+             if _available(results, name)}
+    if examples is not None:
+        paths["examples.png"] = plot_examples(examples, out_dir / "examples.png")
+    return paths

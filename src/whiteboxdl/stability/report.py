@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whiteboxdl.stability.analysis import RESULTS_FILE, analyze
+from whiteboxdl.stability.analysis import EXAMPLES_FILE, RESULTS_FILE, analyze
 from whiteboxdl.stability.measures import OVERALL
 from whiteboxdl.stability.plots import FIGURES, plot_all
 from whiteboxdl.viz.report import Report, markdown_table
@@ -127,7 +127,9 @@ def write_report(run_dir: str | Path, recompute: bool = False, **analyze_kwargs)
         results = analyze(run_dir, **analyze_kwargs)
     else:
         results = json.loads(results_path.read_text())
-    figures = plot_all(results, run_dir / "figures")
+    examples_path = run_dir / EXAMPLES_FILE
+    examples = dict(np.load(examples_path)) if examples_path.is_file() else None
+    figures = plot_all(results, run_dir / "figures", examples)
     meta = results.get("meta", {})
     report = Report(f"Path stability: {meta.get('model', 'model')} on {meta.get('dataset', '?')}")
     run_info = run_dir / "run.json"
@@ -146,7 +148,9 @@ def write_report(run_dir: str | Path, recompute: bool = False, **analyze_kwargs)
     report.table(*layer_table(results))
     report.heading("Figures")
     for name, path in figures.items():
-        report.figure(path, FIGURES[name][1])
+        report.figure(path, FIGURES[name][1] if name in FIGURES else
+                      "Examples: the final model's pullback and vanilla gradient next to the "
+                      "gradients of the final weights with gates frozen at earlier snapshots.")
     return report.write(run_dir / "report.html")
 
 
