@@ -104,3 +104,16 @@ def test_spearman_and_steps_to_reach():
     assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
     # distance stays below 10% of the start from step 30 on (the bump at 20 counts)
     assert steps_to_reach([0, 10, 20, 30, 40], np.array([1.0, 0.05, 0.2, 0.05, 0.0]), 0.1) == 30
+
+
+@pytest.mark.parametrize("kernel, bits", [((2, 2), 2), ((3, 3), 4), ((1, 2), 1), ((4, 5), 5)])
+def test_pool_argmax_bit_planes_round_trip(kernel, bits):
+    from whiteboxdl.stability.patterns import PoolGeometry
+    from whiteboxdl.stability.store import index_bits, pack, unpack
+
+    geometry = PoolGeometry(kernel, kernel, (0, 0), (1, 1), False, (9, 10))
+    layer = LayerInfo("p", "maxpool", (3, 1, 7), geometry)
+    value = np.random.default_rng(0).integers(0, kernel[0] * kernel[1], (5, 3, 1, 7)).astype(np.uint8)
+    data = pack(layer, value)
+    assert index_bits(layer) == bits and data.nbytes == -(-value.size * bits // 8)
+    np.testing.assert_array_equal(unpack(layer, data, 5), value)

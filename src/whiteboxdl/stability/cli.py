@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
     run.add_argument("--train-limit", type=int, default=None,
                      help="train on this many random training images (quick runs)")
+    run.add_argument("--test-limit", type=int, default=None,
+                     help="evaluate each epoch on this many random test images")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", required=True, help="run directory, e.g. runs/mnist-cnn")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -60,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
 
     run_dir = run_tracking(args.dataset, args.model, every=args.every, probe=args.probe,
                            epochs=args.epochs, out=args.out, seed=args.seed,
-                           train_limit=args.train_limit, overwrite=args.overwrite)
+                           train_limit=args.train_limit, test_limit=args.test_limit,
+                           overwrite=args.overwrite)
     print(f"recorded: {run_dir}")
     if args.no_report:
         return 0

@@ -64,12 +64,13 @@ def load_data(dataset: str, model: str) -> tuple[tuple, tuple]:
 
 def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, probe: int = 512,
                  epochs: int | None = None, out: str | Path = "runs/stability", seed: int = 0,
-                 train_limit: int | None = None, overwrite: bool = False,
+                 train_limit: int | None = None, test_limit: int | None = None,
+                 overwrite: bool = False,
                  progress: bool = True) -> Path:
     """Train ``model`` on ``dataset`` with a :class:`StabilityTracker`; returns the run directory.
 
     The probe set is ``probe`` test images drawn with ``seed``; ``train_limit`` trains on a
-    random subset (quick runs). The run directory gets ``patterns.npz``, ``checkpoints/``,
+    random subset and ``test_limit`` evaluates each epoch on one (quick runs). The run directory gets ``patterns.npz``, ``checkpoints/``,
     ``probe.pt``, ``model.pt``, ``summary.json`` and ``run.json`` (arguments and timings).
     """
     if dataset not in DATASETS:
@@ -89,6 +90,7 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
     tracker = StabilityTracker(px, every=every, out_dir=out)
     tracker.store.meta.update({"dataset": dataset, "model": model})
     train = _subset(train, train_limit, seed)
+    test = _subset(test, test_limit, seed + 1)
     t0 = time.perf_counter()
     if model == "cnn":
         from whiteboxdl.models.cnn import DEFAULT_CONFIG, train_cnn
@@ -115,7 +117,7 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
         final = {"test_acc": result.history[-1].get("test_acc")}
     seconds = time.perf_counter() - t0
     info = {"dataset": dataset, "model": model, "every": every, "probe": probe, "epochs": epochs,
-            "seed": seed, "train_size": len(train[0]), "steps": tracker.store.steps[-1],
+            "seed": seed, "train_size": len(train[0]), "test_size": len(test[0]), "steps": tracker.store.steps[-1],
             "snapshots": len(tracker.store), "seconds": seconds,
             "tracking_seconds": tracker.seconds,
             "tracking_fraction": tracker.seconds / max(seconds - tracker.seconds, 1e-9),

@@ -43,7 +43,7 @@ def _differences(store: PatternStore, layer: str, a: int, b: int) -> int:
     if store.layer(layer).kind == "relu":
         return int(np.bitwise_count(np.bitwise_xor(store.packed(a, layer),
                                                    store.packed(b, layer))).sum())
-    return int(np.count_nonzero(store.packed(a, layer) != store.packed(b, layer)))
+    return int(np.count_nonzero(store.pattern(a, layer) != store.pattern(b, layer)))
 
 
 def _gates(store: PatternStore, layer: str) -> int:

@@ -1,8 +1,9 @@
 """Bit-packed storage of activation patterns over training, saved as one ``.npz`` file.
 
 ReLU gates are stored with :func:`numpy.packbits` (1 bit per gate and probe sample), max-pool
-window argmax as uint8, ``|z|/std`` margins of the last snapshot as float16, and the weights'
-relative change between snapshots. Loading gives back exactly what was added.
+window argmax as packed bit-planes (``ceil(log2(window size))`` bits each, 2 for a 2×2 pool),
+``|z|/std`` margins of the last snapshot as float16, and the weights' relative change between
+snapshots. Loading gives back exactly what was added.
 
 Example
 -------
@@ -27,6 +28,39 @@ import numpy as np
 from whiteboxdl.stability.patterns import LayerInfo, PoolGeometry, Snapshot
 
 FORMAT_VERSION = 1
+
+
+def index_bits(layer: LayerInfo) -> int:
+    """Bits per stored value: 1 for a ReLU gate, ``ceil(log2(kh*kw))`` for a pool argmax."""
+    if layer.kind == "relu":
+        return 1
+    if layer.geometry is None:
+        return 8
+    kh, kw = layer.geometry.kernel
+    return max(1, int(np.ceil(np.log2(kh * kw))))
+
+
+def pack(layer: LayerInfo, value: np.ndarray) -> np.ndarray:
+    """Bit-pack one layer's pattern (bool gates or window argmax) into uint8 bytes."""
+    if layer.kind == "relu":
+        return np.packbits(value.astype(bool).reshape(-1))
+    bits = index_bits(layer)
+    flat = value.astype(np.uint8).reshape(-1, 1)
+    if int(flat.max(initial=0)) >= 1 << bits:
+        raise ValueError(f"layer {layer.name}: window index {int(flat.max())} needs more than "
+                         f"{bits} bits")
+    return np.packbits((flat >> np.arange(bits, dtype=np.uint8)) & 1)
+
+
+def unpack(layer: LayerInfo, data: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`pack` for ``n`` probe samples."""
+    count = n * layer.size
+    if layer.kind == "relu":
+        return np.unpackbits(data, count=count).view(bool).reshape(n, *layer.shape)
+    bits = index_bits(layer)
+    planes = np.unpackbits(data, count=count * bits).reshape(count, bits)
+    value = (planes << np.arange(bits, dtype=np.uint8)).sum(1, dtype=np.uint8)
+    return value.reshape(n, *layer.shape)
 
 
 class PatternStore:
@@ -73,8 +107,7 @@ class PatternStore:
             if value.shape != (self.n_probe, *layer.shape):
                 raise ValueError(f"layer {layer.name}: pattern shape {value.shape}, expected "
                                  f"{(self.n_probe, *layer.shape)}")
-            packed[layer.name] = (np.packbits(value.astype(bool).reshape(-1)) if layer.kind == "relu"
-                                  else value.astype(np.uint8).copy())
+            packed[layer.name] = pack(layer, value)
         self._packed.append(packed)
         self.steps.append(int(step))
         self.weight_change.append(dict(weight_change or {}))
@@ -85,15 +118,10 @@ class PatternStore:
     def pattern(self, index: int, layer: str) -> np.ndarray:
         """Unpacked pattern of snapshot ``index`` (negative counts from the end): bool gates
         ``(n_probe, *shape)`` for ReLUs, uint8 window argmax for max-pools."""
-        info = self.layer(layer)
-        data = self._packed[index][layer]
-        if info.kind == "relu":
-            n = self.n_probe * info.size
-            return np.unpackbits(data, count=n).view(bool).reshape(self.n_probe, *info.shape)
-        return data
+        return unpack(self.layer(layer), self._packed[index][layer], self.n_probe)
 
     def packed(self, index: int, layer: str) -> np.ndarray:
-        """The stored (bit-packed for ReLUs) array of one snapshot and layer."""
+        """The stored bit-packed bytes of one snapshot and layer."""
         return self._packed[index][layer]
 
     def step_index(self, step: int) -> int:
@@ -104,7 +132,7 @@ class PatternStore:
             raise ValueError(f"no snapshot at step {step}; stored steps: {self.steps}") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write everything to ``path`` (``.npz``, compressed; written atomically)."""
+        """Write everything to ``path`` (``.npz``, uncompressed: the bits are dense; atomic)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {
@@ -123,7 +151,7 @@ class PatternStore:
             if layer.name in self.margins:
                 arrays[f"margin_l{j}"] = self.margins[layer.name]
         tmp = path.with_name(path.name + ".partial.npz")
-        np.savez_compressed(tmp, **arrays)
+        np.savez(tmp, **arrays)
         tmp.replace(path)
         return path
 
