@@ -28,6 +28,9 @@ from whiteboxdl.stability import measures as ms
 from whiteboxdl.stability.store import PatternStore
 
 RESULTS_FILE = "stability.json"
+#: Speed comparison: first step from which the distance to the final value stays below these
+#: fractions of its initial value (gates: Hamming distance, weights: L2 distance).
+SPEED_FRACTIONS = (0.5, 0.25, 0.1)
 
 
 def load_probe(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +101,7 @@ def weight_measures(run_dir: str | Path, store: PatternStore) -> dict:
     gate_distance = ms.distance_to_final(store)[ms.OVERALL]
     gate_at = np.array([gate_distance[store.step_index(s)] for s in steps])
     out = {"steps": steps, "distance_to_final": _lists(distance), "speed": {}}
-    for frac in (0.1, 0.01):
+    for frac in SPEED_FRACTIONS:
         out["speed"][str(frac)] = {
             "weights": ms.steps_to_reach(steps, distance["all weights"], frac),
             "gates": ms.steps_to_reach(steps, gate_at, frac)}
