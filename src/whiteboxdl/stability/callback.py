@@ -14,7 +14,8 @@ Example
 >>> from whiteboxdl.stability.callback import StabilityTracker
 >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
 >>> tracker = StabilityTracker(x[:16], every=2)
->>> _ = fit(tiny_mlp(4, 2, hidden=8), (x, y), TrainConfig(epochs=1, batch_size=16), callbacks=[tracker], progress=False)
+>>> config = TrainConfig(epochs=1, batch_size=16)
+>>> _ = fit(tiny_mlp(4, 2, hidden=8), (x, y), config, callbacks=[tracker], progress=False)
 >>> tracker.store.steps
 [0, 2, 4]
 """
@@ -47,6 +48,9 @@ class StabilityTracker:
     checkpoint_every : keep weights only at steps that are multiples of this (default ``every``);
         step 0 and the final step are always kept.
     batch_size : probe chunk size for the recording forward pass.
+
+    Use it with a fresh training run: a ``fit`` resumed from a checkpoint would label its first
+    snapshot step 0 (``whiteboxdl stability run`` refuses to reuse a run directory).
     """
 
     def __init__(self, probe: torch.Tensor, every: int = 50, out_dir: str | Path | None = None,

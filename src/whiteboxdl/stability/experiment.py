@@ -70,8 +70,9 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
     """Train ``model`` on ``dataset`` with a :class:`StabilityTracker`; returns the run directory.
 
     The probe set is ``probe`` test images drawn with ``seed``; ``train_limit`` trains on a
-    random subset and ``test_limit`` evaluates each epoch on one (quick runs). The run directory gets ``patterns.npz``, ``checkpoints/``,
-    ``probe.pt``, ``model.pt``, ``summary.json`` and ``run.json`` (arguments and timings).
+    random subset and ``test_limit`` evaluates each epoch on one (quick runs). The run
+    directory gets ``patterns.npz``, ``checkpoints/``, ``probe.pt``, ``model.pt``,
+    ``summary.json`` and ``run.json`` (arguments and timings).
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
@@ -117,7 +118,8 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
         final = {"test_acc": result.history[-1].get("test_acc")}
     seconds = time.perf_counter() - t0
     info = {"dataset": dataset, "model": model, "every": every, "probe": probe, "epochs": epochs,
-            "seed": seed, "train_size": len(train[0]), "test_size": len(test[0]), "steps": tracker.store.steps[-1],
+            "seed": seed, "train_size": len(train[0]), "test_size": len(test[0]),
+            "steps": tracker.store.steps[-1],
             "snapshots": len(tracker.store), "seconds": seconds,
             "tracking_seconds": tracker.seconds,
             "tracking_fraction": tracker.seconds / max(seconds - tracker.seconds, 1e-9),

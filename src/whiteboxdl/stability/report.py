@@ -41,7 +41,8 @@ def interpret(results: dict) -> list[tuple[str, bool]]:
                     f"interval, {flips[-1]:.3%} in the last (interval {steps[1] - steps[0]} steps).",
                     False))
     gates = sum(layer["gates"] for layer in p["layers"] if layer["kind"] == "relu")
-    out.append((f"90% of the {gates} ReLU gates per probe image have settled (never flip again) by step {s['step_90']} "
+    out.append((f"90% of the {gates} ReLU gates per probe image have settled (never flip again) "
+                f"by step {s['step_90']} "
                 f"({s['step_90'] / total:.0%} of training), 99% by step {s['step_99']} "
                 f"({s['step_99'] / total:.0%}); {s['never_flipped']:.1%} never flipped at all.",
                 s["step_90"] / total > 0.5))
