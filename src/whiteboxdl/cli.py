@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "whiteboxdl.data.cli",
     "whiteboxdl.models.cli",
     "whiteboxdl.semantic.cli",
+    "whiteboxdl.stability.cli",
 )
 
 
