@@ -10,6 +10,7 @@ $ whiteboxdl quality merge runs/mnist
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(subparsers) -> None:
@@ -30,6 +31,8 @@ def register(subparsers) -> None:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--target", choices=("label", "prediction"), default="label")
     ev.add_argument("--layer", default=None, help="GuidedGradCam layer (default: last Conv2d)")
+    ev.add_argument("--options", default="{}",
+                    help='JSON of per-explainer overrides, e.g. \'{"SmoothGrad": {"samples": 20}}\'')
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.add_argument("--no-merge", action="store_true",
                     help="do not merge after the last shard's batches are done")
@@ -65,6 +68,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                        explainers=parse_explainers(args.explainers),
                        metrics=_metric_names(args.metrics), batch_size=args.batch_size,
                        seed=args.seed, target=args.target, layer=args.layer)
+    try:
+        config.options = json.loads(args.options)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--options must be JSON, got {args.options!r} ({exc})") from None
     shard = parse_shard(args.shard)
     done = evaluate(config, args.out, shard)
     print(f"shard {shard[0]}/{shard[1]}: {len(done)} batches computed in {args.out}")

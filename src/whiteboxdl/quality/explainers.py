@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -45,6 +46,12 @@ def ascent_alpha(x: Tensor, domain: Domain, alpha: float = 20.0) -> float:
     return alpha * math.sqrt(x[0].numel() / SPEC_FEATURES) * _half_range(domain)
 
 
+def seed_global(seed: int) -> None:
+    """Seed the global torch and NumPy generators that Captum's stochastic explainers use."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 def last_conv_layer(model: nn.Module) -> str | None:
     """Name of the last ``nn.Conv2d`` in ``model`` (GuidedGradCam's default layer), or None."""
     name = None
@@ -59,7 +66,8 @@ class Explainer:
     """A named explainer: call it as ``explainer(model, x, target)``.
 
     ``counterpart`` names the gradient method a pullback variant is compared with; ``stochastic``
-    says whether it draws random numbers (seed ``torch`` before calling it for reproducibility).
+    says whether it draws random numbers (call :func:`seed_global` before it for reproducibility:
+    Captum draws from both torch's and NumPy's global generators).
     """
 
     name: str

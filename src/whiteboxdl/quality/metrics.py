@@ -271,15 +271,14 @@ def monotonicity_correlation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, 
     s = values.shape[1]
     f0 = target_logits(model, x, y, chunk, softmax)
     inv = torch.where(f0.abs() >= eps, 1.0 / f0.abs().clamp_min(eps), torch.ones_like(f0)) ** 2
-    xf = x.reshape(n, 1, -1)
-    variances = []
-    for j in range(steps):
-        vals = values[j].T.to(x.dtype)[:, :, None]                  # (N, S, 1)
-        xp = torch.where(masks[:, j:j + 1], vals, xf)                # (N, S, D)
-        fp = _perturbed_logits(model, xp.view(n, s, *x.shape[1:]), y, chunk, softmax)
-        variances.append(((fp - f0[:, None]) ** 2).mean(1) * inv)
+    # All steps × samples at once: (N, steps·S, D), forwarded in chunks.
+    xp = torch.where(masks.repeat_interleave(s, dim=1),
+                     values.permute(2, 0, 1).reshape(n, steps * s, 1).to(x.dtype),
+                     x.reshape(n, 1, -1))
+    fp = _perturbed_logits(model, xp.view(n, steps * s, *x.shape[1:]), y, chunk, softmax)
+    variances = ((fp.view(n, steps, s) - f0[:, None, None]) ** 2).mean(2) * inv[:, None]
     sums = (a_flat[:, None] * masks).sum(-1)
-    return spearman(sums, torch.stack(variances, 1))
+    return spearman(sums, variances)
 
 
 # ----------------------------------------------------------------------------- robustness

@@ -87,7 +87,7 @@ def merge(run_dir: str | Path, extra_dirs: list[str | Path] = (), write: bool = 
 def _fmt(v: float) -> str:
     if not np.isfinite(v):
         return "nan"
-    return f"{v:.3g}" if abs(v) >= 10 else f"{v:.3f}"
+    return f"{v:.3g}" if abs(v) >= 10 or abs(v) < 0.01 else f"{v:.3f}"
 
 
 def means_table(m: Merged) -> tuple[list[str], list[list[str]]]:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer
+from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer, seed_global
 from whiteboxdl.quality.focus import make_mosaics
 from whiteboxdl.quality.metrics import all_metric_names, get_metric
 
@@ -49,6 +49,8 @@ class RunConfig:
     seed: int = 0
     target: str = "label"
     layer: str | None = None
+    #: Per-explainer hyper-parameter overrides, e.g. ``{"SmoothGrad": {"samples": 20}}``.
+    options: dict[str, dict] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.n < 1 or self.batch_size < 1:
@@ -58,6 +60,10 @@ class RunConfig:
             raise ValueError(f"target must be 'label' or 'prediction', got {self.target!r}")
         for name in self.explainers:
             get_explainer(name)
+        for name in self.options:
+            if name not in self.explainers:
+                raise ValueError(f"options given for {name!r}, which is not evaluated "
+                                 f"({', '.join(self.explainers)})")
         for name in self.metrics:
             get_metric(name)
 
@@ -198,13 +204,15 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
     if b == 0:
         out["examples/x"] = x[:N_EXAMPLES].numpy()
     for name in config.explainers:
-        explainer = get_explainer(name, domain=task.domain,
-                                  **({"layer": config.layer} if name == "GuidedGradCam" else {}))
+        opts = dict(config.options.get(name, {}))
+        if name == "GuidedGradCam" and config.layer:
+            opts.setdefault("layer", config.layer)
+        explainer = get_explainer(name, domain=task.domain, **opts)
 
         def explain(inputs: Tensor, targets: Tensor, _e=explainer) -> Tensor:
             return _e(task.model, inputs, targets)
 
-        torch.manual_seed(seed_for(config.seed, b, name, "attribution"))
+        seed_global(seed_for(config.seed, b, name, "attribution"))
         t0 = time.perf_counter()
         a = explain(x, y)
         out[f"time/{name}/attribution"] = np.array(time.perf_counter() - t0)
@@ -213,7 +221,7 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
         for metric in config.metrics:
             spec = get_metric(metric)
             seed = seed_for(config.seed, b, name, metric)
-            torch.manual_seed(seed)
+            seed_global(seed)
             t0 = time.perf_counter()
             scores = spec.compute(task.model, x, y, a, explain=explain, domain=task.domain,
                                   generator=torch.Generator().manual_seed(seed),
