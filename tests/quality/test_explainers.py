@@ -84,3 +84,30 @@ def test_explainer_input_validation(linear_model, lin_batch):
         get_explainer("Gradient")(linear_model, x, y[:2])
     with pytest.raises(ValueError, match="domain"):
         get_explainer("SmoothGrad", domain=(1.0, 0.0))
+
+
+def test_pullback_explainers_on_a_linear_model(linear_model, lin_batch):
+    # No ReLU: the pullback is the gradient, and an unclamped ascent moves K·α along w/‖w‖.
+    x, y, w = lin_batch
+    torch.testing.assert_close(get_explainer("SoftPullback")(linear_model, x, y), w)
+    torch.testing.assert_close(get_explainer("SmoothPullback", samples=3)(linear_model, x, y), w,
+                               rtol=1e-5, atol=1e-6)
+    for name in ("PullbackAscent", "GradientAscent"):
+        a = get_explainer(name, steps=3, alpha=0.5, clip=None)(linear_model, x, y)
+        expected = 3 * 0.5 * w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        torch.testing.assert_close(a, expected, rtol=1e-5, atol=1e-6)
+    # Clamped to the domain after every step: x + a stays in [0, 1].
+    a = get_explainer("PullbackAscent", alpha=2.0)(linear_model, x, y)
+    assert (x + a).min() >= 0 and (x + a).max() <= 1
+
+
+def test_pullbacks_differ_from_gradients_on_a_relu_network(cnn, images):
+    x, y = images
+    pb = get_explainer("SoftPullback")(cnn, x, y)
+    g = get_explainer("Gradient")(cnn, x, y)
+    cos = torch.nn.functional.cosine_similarity(pb.flatten(1), g.flatten(1))
+    assert torch.all(cos < 0.999) and torch.all(cos > 0)       # related, not identical
+    cold = get_explainer("SoftPullback", temperature=1e-4)(cnn, x, y)
+    # T → 0 recovers the gradient up to the max-pool routing (soft there by its own temperature).
+    assert torch.all(torch.nn.functional.cosine_similarity(cold.flatten(1), g.flatten(1)) >
+                     cos)

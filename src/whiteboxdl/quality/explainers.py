@@ -5,7 +5,8 @@ ascent steps, explanation ``x_K − x₀``) and ``SmoothPullback`` (Captum's Noi
 Baselines from Captum: ``Gradient`` (Saliency without abs), ``GradientAscent`` (the same ascent with
 the vanilla backward), ``SmoothGrad``, ``IntegratedGradients``, ``GradientShap``, ``DeepLift``,
 ``GuidedBackprop`` and ``GuidedGradCam`` (needs a conv layer). Attributions are batched and have the
-inputs' shape.
+inputs' shape. Pullbacks use the paper's settings of :mod:`whiteboxdl.pullbacks` (sigmoid gate,
+T = 0.3, smooth max-pool); the ascents clamp to the input domain after every step.
 
 Hyper-parameters follow the spec (on [−1, 1] ImageNet inputs) and are scaled to the input domain
 and size: noise σ = 0.15 · half-range; ascent step α = 20 · √(D / 3·224²) · half-range, with D the
@@ -96,14 +97,14 @@ def _soft_pullback(model, x, target, *, temperature: float | None = None, **_):
 
 def _ascent(cls_name: str):
     def run(model, x, target, *, domain: Domain, steps: int = 5, alpha: float | None = None,
-            temperature: float | None = None, **_):
+            clip: str | None = "every", temperature: float | None = None, **_):
         import whiteboxdl.pullbacks as pb
 
-        cls = getattr(pb, cls_name)
         kwargs = {} if temperature is None or cls_name == "GradientAscent" else \
             {"temperature": temperature}
         a = alpha if alpha is not None else ascent_alpha(x, domain)
-        ascent = cls(model, steps=steps, alpha=a, clamp=domain, **kwargs)
+        ascent = getattr(pb, cls_name)(model, steps=steps, alpha=a, clip=clip,
+                                       bounds=tuple(domain), **kwargs)
         return ascent.attribute(x, target=target)
     return run
 
