@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     ev.add_argument("--layer", default=None, help="GuidedGradCam layer (default: last Conv2d)")
     ev.add_argument("--options", default="{}",
                     help='JSON of per-explainer overrides, e.g. \'{"SmoothGrad": {"samples": 20}}\'')
+    ev.add_argument("--metric-options", default="{}",
+                    help='JSON of per-metric overrides, e.g. \'{"MaxSensitivity": {"nr_samples": 5}}\'')
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.add_argument("--no-merge", action="store_true",
                     help="do not merge after the last shard's batches are done")
@@ -68,10 +70,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                        explainers=parse_explainers(args.explainers),
                        metrics=_metric_names(args.metrics), batch_size=args.batch_size,
                        seed=args.seed, target=args.target, layer=args.layer)
-    try:
-        config.options = json.loads(args.options)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--options must be JSON, got {args.options!r} ({exc})") from None
+    for attr, flag in (("options", "--options"), ("metric_options", "--metric-options")):
+        try:
+            setattr(config, attr, json.loads(getattr(args, attr)))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{flag} must be JSON, got {getattr(args, attr)!r} ({exc})") from None
     shard = parse_shard(args.shard)
     done = evaluate(config, args.out, shard)
     print(f"shard {shard[0]}/{shard[1]}: {len(done)} batches computed in {args.out}")

@@ -103,8 +103,11 @@ def _ascent(cls_name: str):
         kwargs = {} if temperature is None or cls_name == "GradientAscent" else \
             {"temperature": temperature}
         a = alpha if alpha is not None else ascent_alpha(x, domain)
-        ascent = getattr(pb, cls_name)(model, steps=steps, alpha=a, clip=clip,
-                                       bounds=tuple(domain), **kwargs)
+        # Clamp to the domain, widened to hold inputs slightly outside it (noisy copies of
+        # Max Sensitivity): the ascent refuses inputs outside its bounds.
+        bounds = (min(domain[0], float(x.min())), max(domain[1], float(x.max())))
+        ascent = getattr(pb, cls_name)(model, steps=steps, alpha=a, clip=clip, bounds=bounds,
+                                       **kwargs)
         return ascent.attribute(x, target=target)
     return run
 

@@ -84,7 +84,10 @@ def make_mosaics(pool_x: Tensor, pool_y: Tensor, anchors: Tensor,
     return torch.stack(mosaics), torch.stack(quads)
 
 
-def _run_focus(model, x, y, a, *, explain, mosaics, **_):
+def _run_focus(model, x, y, a, *, domain, generator, explain, num_classes, mosaics=None,
+               **options):
+    if options:
+        raise ValueError(f"Focus takes no options, got {sorted(options)}")
     mosaic, quadrants = mosaics
     return focus_score(mosaic, explain(mosaic, y).detach(), quadrants)
 

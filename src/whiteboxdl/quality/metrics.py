@@ -363,28 +363,34 @@ class MetricSpec:
     short: str
 
 
-def _run_infidelity(model, x, y, a, *, domain, generator, **_):
-    return infidelity(model, x, y, a, domain=domain, generator=generator)
+def _run_infidelity(model, x, y, a, *, domain, generator, explain, num_classes,
+                    mosaics=None, **options):
+    return infidelity(model, x, y, a, domain=domain, generator=generator, **options)
 
 
-def _run_fc(model, x, y, a, *, domain, **_):
-    return faithfulness_correlation(model, x, y, a, baseline=_baseline(domain))
+def _run_fc(model, x, y, a, *, domain, generator, explain, num_classes,
+            mosaics=None, **options):
+    return faithfulness_correlation(model, x, y, a, baseline=_baseline(domain), **options)
 
 
-def _run_fe(model, x, y, a, *, domain, **_):
-    return faithfulness_estimate(model, x, y, a, baseline=_baseline(domain))
+def _run_fe(model, x, y, a, *, domain, generator, explain, num_classes,
+            mosaics=None, **options):
+    return faithfulness_estimate(model, x, y, a, baseline=_baseline(domain), **options)
 
 
-def _run_mc(model, x, y, a, *, domain, generator, **_):
-    return monotonicity_correlation(model, x, y, a, domain=domain, generator=generator)
+def _run_mc(model, x, y, a, *, domain, generator, explain, num_classes,
+            mosaics=None, **options):
+    return monotonicity_correlation(model, x, y, a, domain=domain, generator=generator, **options)
 
 
-def _run_maxsens(model, x, y, a, *, domain, generator, explain, **_):
-    return max_sensitivity(explain, x, y, a, domain=domain, generator=generator)
+def _run_maxsens(model, x, y, a, *, domain, generator, explain, num_classes,
+                 mosaics=None, **options):
+    return max_sensitivity(explain, x, y, a, domain=domain, generator=generator, **options)
 
 
-def _run_random_logit(model, x, y, a, *, generator, explain, num_classes, **_):
-    return random_logit(explain, x, y, a, num_classes=num_classes, generator=generator)
+def _run_random_logit(model, x, y, a, *, domain, generator, explain, num_classes,
+                      mosaics=None, **options):
+    return random_logit(explain, x, y, a, num_classes=num_classes, generator=generator, **options)
 
 
 def _baseline(domain: Domain) -> float:

@@ -51,6 +51,8 @@ class RunConfig:
     layer: str | None = None
     #: Per-explainer hyper-parameter overrides, e.g. ``{"SmoothGrad": {"samples": 20}}``.
     options: dict[str, dict] = field(default_factory=dict)
+    #: Per-metric overrides, e.g. ``{"MaxSensitivity": {"nr_samples": 5}}``.
+    metric_options: dict[str, dict] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.n < 1 or self.batch_size < 1:
@@ -64,6 +66,10 @@ class RunConfig:
             if name not in self.explainers:
                 raise ValueError(f"options given for {name!r}, which is not evaluated "
                                  f"({', '.join(self.explainers)})")
+        for name in self.metric_options:
+            if name not in self.metrics:
+                raise ValueError(f"metric options given for {name!r}, which is not evaluated "
+                                 f"({', '.join(self.metrics)})")
         for name in self.metrics:
             get_metric(name)
 
@@ -220,12 +226,14 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
             out[f"examples/{name}"] = a[:N_EXAMPLES].numpy()
         for metric in config.metrics:
             spec = get_metric(metric)
-            seed = seed_for(config.seed, b, name, metric)
+            # Common random numbers: every explainer meets the same perturbations (paired design).
+            seed = seed_for(config.seed, b, metric)
             seed_global(seed)
             t0 = time.perf_counter()
             scores = spec.compute(task.model, x, y, a, explain=explain, domain=task.domain,
                                   generator=torch.Generator().manual_seed(seed),
-                                  num_classes=task.num_classes, mosaics=mosaics)
+                                  num_classes=task.num_classes, mosaics=mosaics,
+                                  **config.metric_options.get(metric, {}))
             out[f"time/{name}/{metric}"] = np.array(time.perf_counter() - t0)
             out[f"score/{name}/{metric}"] = scores.numpy().astype(np.float64)
     return out
