@@ -97,7 +97,7 @@ def test_pullback_explainers_on_a_linear_model(linear_model, lin_batch):
         expected = 3 * 0.5 * w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         torch.testing.assert_close(a, expected, rtol=1e-5, atol=1e-6)
     # Clamped to the domain after every step: x + a stays in [0, 1].
-    a = get_explainer("PullbackAscent", alpha=2.0)(linear_model, x, y)
+    a = get_explainer("PullbackAscent", alpha=2.0, clip="every")(linear_model, x, y)
     assert (x + a).min() >= 0 and (x + a).max() <= 1
 
 
