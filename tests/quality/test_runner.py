@@ -68,6 +68,8 @@ def test_resume_recomputes_only_missing_batches(tmp_path):
     (tmp_path / "batches" / "batch_00001.npz").unlink()
     with pytest.raises(ValueError, match="1 of 3 batches are missing"):
         merge(tmp_path, write=False)
+    part = merge(tmp_path, write=False, partial=True)
+    np.testing.assert_array_equal(part.index, [0, 1, 2, 3, 8, 9])
     assert evaluate(cfg, tmp_path, task=_task(), progress=False) == [1]
     _assert_same(first, merge(tmp_path, write=False))
     with pytest.raises(ValueError, match="another config"):
@@ -93,3 +95,7 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
     assert "--shard" in capsys.readouterr().err
     assert main(["quality", "merge", str(tmp_path / "missing")]) == 1
     assert "not a quality run directory" in capsys.readouterr().err
+    assert main(args + ["--options", "{bad"]) == 1
+    assert "--options must be JSON" in capsys.readouterr().err
+    assert main(args + ["--explainers", "Gradient", "--options", '{"SmoothGrad": {}}']) == 1
+    assert "not evaluated" in capsys.readouterr().err

@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     mg = sub.add_parser("merge", help="merge a run's batches: tables, CSV, figure, report")
     mg.add_argument("run_dir")
     mg.add_argument("more_dirs", nargs="*", help="directories holding other shards of the run")
+    mg.add_argument("--partial", action="store_true",
+                    help="merge the finished batches of an incomplete run (n is stated)")
     mg.set_defaults(func=run_merge)
 
 
@@ -88,7 +90,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
 
-    merged = merge(args.run_dir, args.more_dirs)
+    merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")
     return 0

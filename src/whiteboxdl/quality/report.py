@@ -61,22 +61,30 @@ def load_batches(run_dirs: list[Path]) -> tuple[dict, dict[int, dict[str, np.nda
 
 
 def merge(run_dir: str | Path, extra_dirs: list[str | Path] = (), write: bool = True,
-          n_boot: int = 10_000) -> Merged:
-    """Merge all batches of a run (complete runs only) and, if ``write``, write the outputs."""
+          n_boot: int = 10_000, partial: bool = False) -> Merged:
+    """Merge all batches of a run and, if ``write``, write the outputs.
+
+    An incomplete run is an error unless ``partial``: then the finished batches are merged and the
+    summary states how many images they hold.
+    """
     run_dir = Path(run_dir)
     config, batches = load_batches([run_dir, *map(Path, extra_dirs)])
     expected = -(-config["n"] // config["batch_size"])
     missing = sorted(set(range(expected)) - set(batches))
-    if missing:
+    if missing and not partial:
         raise ValueError(f"{len(missing)} of {expected} batches are missing (first: {missing[:5]}); "
-                         "run the remaining shards of `whiteboxdl quality evaluate` first")
-    ordered = [batches[b] for b in range(expected)]
+                         "run the remaining shards of `whiteboxdl quality evaluate` first "
+                         "(or merge with --partial)")
+    if not batches:
+        raise ValueError(f"{run_dir} holds no finished batch yet")
+    ordered = [batches[b] for b in sorted(batches)]
     cat = {k: np.concatenate([o[k] for o in ordered]) for k in ("index", "label", "target")}
     scores = {e: {m: np.concatenate([o[f"score/{e}/{m}"] for o in ordered])
                   for m in config["metrics"]} for e in config["explainers"]}
     times = {e: {part: float(sum(o[f"time/{e}/{part}"] for o in ordered))
                  for part in ["attribution", *config["metrics"]]} for e in config["explainers"]}
-    examples = {k.split("/", 1)[1]: v for k, v in ordered[0].items() if k.startswith("examples/")}
+    first = batches.get(0, {})
+    examples = {k.split("/", 1)[1]: v for k, v in first.items() if k.startswith("examples/")}
     merged = Merged(config, cat["index"], cat["label"], cat["target"], scores, times, examples)
     if write:
         write_outputs(merged, run_dir, n_boot=n_boot)
@@ -154,7 +162,8 @@ def times_table(m: Merged) -> tuple[list[str], list[list[str]]]:
 def summary_markdown(m: Merged, n_boot: int = 10_000) -> str:
     """The run's Markdown summary: means, paired differences, winners, timings."""
     c = m.config
-    lines = [f"model `{c['model']}`, data `{c['data']}`, n = {len(m.index)} images, "
+    partial = f" (partial: {len(m.index)} of {c['n']})" if len(m.index) < c["n"] else ""
+    lines = [f"model `{c['model']}`, data `{c['data']}`, n = {len(m.index)} images{partial}, "
              f"targets = {c['target']}s, seed {c['seed']}", "", "Means over images:", "",
              markdown_table(*means_table(m)), "",
              "Paired differences (mean [95% bootstrap interval], ✓ = pullback significantly better,"
@@ -208,7 +217,7 @@ def write_outputs(m: Merged, run_dir: Path, n_boot: int = 10_000) -> None:
     _write_csv(m, run_dir / "scores.csv")
     summary = summary_markdown(m, n_boot)
     (run_dir / "summary.md").write_text(summary)
-    fig = examples_figure(m, run_dir / "examples.png")
+    fig = examples_figure(m, run_dir / "examples.png") if "x" in m.examples else None
     report = Report(f"Explanation quality: {m.config['model']} on {m.config['data']}")
     report.paragraph(summary.splitlines()[0])
     for title, (header, rows) in [("Means", means_table(m)),
@@ -216,5 +225,6 @@ def write_outputs(m: Merged, run_dir: Path, n_boot: int = 10_000) -> None:
                                   ("Seconds", times_table(m))]:
         report.heading(title)
         report.table(header, rows)
-    report.figure(fig, "Example attributions (red positive, blue negative)")
+    if fig:
+        report.figure(fig, "Example attributions (red positive, blue negative)")
     report.write(run_dir / "report.html")
