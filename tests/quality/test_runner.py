@@ -99,3 +99,25 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
     assert "--options must be JSON" in capsys.readouterr().err
     assert main(args + ["--explainers", "Gradient", "--options", '{"SmoothGrad": {}}']) == 1
     assert "not evaluated" in capsys.readouterr().err
+
+
+def test_imagefolder_images_are_signed_224_with_sorted_class_indices(tmp_path):
+    from PIL import Image
+
+    from whiteboxdl.quality.runner import load_images
+
+    for cls, colour in (("a_cat", (200, 10, 10)), ("b_dog", (10, 10, 200))):
+        (tmp_path / cls).mkdir()
+        for k in range(2):
+            Image.new("RGB", (64, 48), colour).save(tmp_path / cls / f"{k}.png")
+    x, y, px, py = load_images(f"imagefolder:{tmp_path}", 4)
+    assert x.shape == (4, 3, 224, 224) and px is x
+    assert y.tolist() == [0, 0, 1, 1]
+    assert x.min() >= -1 and x.max() <= 1
+    assert x[0, 0].mean() > 0.5 and x[3, 2].mean() > 0.5          # red cats, blue dogs
+    with pytest.raises(ValueError, match="exceeds the 4 images"):
+        load_images(f"imagefolder:{tmp_path}", 5)
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        load_images(f"imagefolder:{tmp_path}/nope", 1)
+    with pytest.raises(ValueError, match="unknown data"):
+        load_images("cifar", 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,10 +118,12 @@ def load_model(spec: str) -> tuple[nn.Module, Domain]:
 
     ``mnist-cnn`` / ``fashion-mnist-cnn`` (the project's CNNs, inputs in [0, 1]), a model file
     written by :func:`whiteboxdl.models.checkpoint.save_model` (inputs in [0, 1]), or a torchvision
-    name such as ``resnet50`` (loaded by ``whiteboxdl.models.zoo.load_classifier``, inputs in
+    name such as ``resnet50`` or ``resnet50:WEIGHTS_FILE`` (loaded by
+    ``whiteboxdl.models.zoo.load_classifier``; default weights from the torch hub cache; inputs in
     [−1, 1]).
     """
     path = Path(spec)
+    name, sep, weights = spec.partition(":")
     if spec in CNN_NAMES:
         from whiteboxdl.models.cnn import get_cnn
 
@@ -131,7 +134,7 @@ def load_model(spec: str) -> tuple[nn.Module, Domain]:
         return load_file(path).eval(), (0.0, 1.0)
     from whiteboxdl.models.zoo import load_classifier
 
-    return load_classifier(spec).eval(), (-1.0, 1.0)
+    return load_classifier(name, weights=weights if sep else "DEFAULT").eval(), (-1.0, 1.0)
 
 
 def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -244,6 +247,8 @@ def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0
              on_batch: Callable[[int], None] | None = None) -> list[int]:
     """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed."""
     config.validate()
+    warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
+    warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
     run_dir = Path(run_dir)
     _write_config(run_dir, config)
     i, n_shards = shard
