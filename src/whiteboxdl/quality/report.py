@@ -98,8 +98,14 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) >= 10 or abs(v) < 0.01 else f"{v:.3f}"
 
 
+def _finite_mean(s: np.ndarray) -> float:
+    s = s[np.isfinite(s)]
+    return float(s.mean()) if s.size else float("nan")
+
+
 def means_table(m: Merged) -> tuple[list[str], list[list[str]]]:
-    """Rows of explainer means per metric (NaN scores excluded; their count in brackets)."""
+    """Rows of explainer means per metric over the finite scores (a correlation is NaN for a
+    constant attribution, Max Sensitivity infinite for an all-zero one; their count in brackets)."""
     metrics = m.config["metrics"]
     header = ["explainer"] + [f"{get_metric(k).short} {'↑' if get_metric(k).higher_is_better else '↓'}"
                               for k in metrics]
@@ -108,10 +114,8 @@ def means_table(m: Merged) -> tuple[list[str], list[list[str]]]:
         cells = [e]
         for k in metrics:
             s = m.scores[e][k]
-            nan = int(np.sum(~np.isfinite(s)))
-            cells.append(_fmt(float(np.nanmean(s))) if nan < len(s) else "nan")
-            if nan:
-                cells[-1] += f" ({nan} nan)"
+            bad = int(np.sum(~np.isfinite(s)))
+            cells.append(_fmt(_finite_mean(s)) + (f" ({bad} n/a)" if bad else ""))
         rows.append(cells)
     return header, rows
 
@@ -120,7 +124,7 @@ def best_per_metric(m: Merged) -> dict[str, str]:
     """The explainer with the best mean for each metric."""
     best = {}
     for k in m.config["metrics"]:
-        means = {e: float(np.nanmean(m.scores[e][k])) for e in m.config["explainers"]
+        means = {e: _finite_mean(m.scores[e][k]) for e in m.config["explainers"]
                  if np.isfinite(m.scores[e][k]).any()}
         if means:
             pick = max if get_metric(k).higher_is_better else min

@@ -32,7 +32,7 @@ class BootstrapResult:
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000, level: float = 0.95,
                      seed: int = 0) -> BootstrapResult:
-    """Percentile bootstrap interval of ``mean(a − b)`` over images (pairs with a NaN dropped).
+    """Percentile bootstrap interval of ``mean(a − b)`` over images (non-finite pairs dropped).
 
     Images are resampled with replacement ``n_boot`` times from ``numpy.random.default_rng(seed)``,
     so the interval is reproducible.
