@@ -121,3 +121,21 @@ def test_imagefolder_images_are_signed_224_with_sorted_class_indices(tmp_path):
         load_images(f"imagefolder:{tmp_path}/nope", 1)
     with pytest.raises(ValueError, match="unknown data"):
         load_images("cifar", 1)
+
+
+def test_core_package_never_imports_quantus():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import whiteboxdl
+
+    code = ("import sys, whiteboxdl.cli, whiteboxdl.quality.runner, whiteboxdl.quality.report, "
+            "whiteboxdl.quality.explainers, whiteboxdl.quality.metrics, whiteboxdl.quality.focus; "
+            "whiteboxdl.cli.build_parser(); print('quantus' in sys.modules)")
+    src = str(Path(whiteboxdl.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=env)
+    assert out.stdout.strip() == "False"                 # Quantus (GPL) stays optional
