@@ -13,8 +13,8 @@ Example
 >>> x = torch.ones(1, 1, 4, 4)
 >>> a = torch.zeros(1, 1, 4, 4); a[..., :2, :2] = 1; a[..., 2:, 2:] = 1
 >>> quadrants = torch.tensor([[True, False, False, True]])      # TL, TR, BL, BR
->>> focus_score(x, a, quadrants).tolist()
-[1.0]
+>>> round(focus_score(x, a, quadrants).item(), 6)
+1.0
 """
 
 from __future__ import annotations
