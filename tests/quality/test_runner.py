@@ -73,7 +73,8 @@ def test_resume_recomputes_only_missing_batches(tmp_path):
     assert evaluate(cfg, tmp_path, task=_task(), progress=False) == [1]
     _assert_same(first, merge(tmp_path, write=False))
     with pytest.raises(ValueError, match="another config"):
-        evaluate(_config(seed=2, explainers=["Gradient"], options={}), tmp_path, task=_task(), progress=False)
+        evaluate(_config(seed=2, explainers=["Gradient"], options={}), tmp_path, task=_task(),
+                 progress=False)
 
 
 def test_parse_shard_and_seeds():
