@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "whiteboxdl.models.cli",
     "whiteboxdl.semantic.cli",
     "whiteboxdl.stability.cli",
+    "whiteboxdl.quality.cli",
 )
 
 
