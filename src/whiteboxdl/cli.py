@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "whiteboxdl.data.cli",
     "whiteboxdl.models.cli",
     "whiteboxdl.semantic.cli",
+    "whiteboxdl.stability.cli",
+    "whiteboxdl.quality.cli",
     "whiteboxdl.robustness.cli",
 )
 

@@ -155,3 +155,14 @@ def test_class_names_offline():
     names = class_names("densenet121")
     assert len(names) == 1000 and names[207] == "golden retriever" and names[0] == "tench"
     assert class_names("vgg11_bn") == names
+
+
+def test_state_dict_of_the_signed_wrapper_loads(tmp_path):
+    torch.manual_seed(5)
+    wrapped = load_classifier("resnet18", weights=None)
+    path = tmp_path / "wrapped.pt"
+    torch.save(wrapped.state_dict(), path)  # keys "mean", "std", "model.conv1.weight", ...
+    loaded = load_classifier("resnet18", weights=path)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), wrapped(x))

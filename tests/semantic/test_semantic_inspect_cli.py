@@ -74,3 +74,12 @@ def test_cli_inspect_rejects_other_models(tmp_path, capsys):
     save_model(tmp_path / "m.pt", tiny_mlp(), "whiteboxdl.models.checkpoint:tiny_mlp", {})
     assert main(["semantic", "inspect", str(tmp_path / "m.pt")]) == 1
     assert "not a semantic network" in capsys.readouterr().err
+
+
+def test_shown_classes_always_include_the_true_label():
+    from whiteboxdl.semantic.inspect import _shown_classes
+
+    probs = torch.tensor([0.05, 0.5, 0.2, 0.15, 0.1])
+    assert _shown_classes(probs, 1, 5) == [1, 2, 3]
+    assert _shown_classes(probs, 0, 5) == [1, 2, 0]
+    assert _shown_classes(probs[:3], 0, 3) == [0, 1, 2]

@@ -181,12 +181,13 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path) -> Path:
 
 
 def _shown_classes(probs: torch.Tensor, label: int | None, k: int) -> list[int]:
-    """All classes for k <= 3, else the top-2 by probability plus the true label."""
+    """All classes for k <= 3, else the 3 most probable, the last replaced by the true label if
+    it is not among them."""
     if k <= 3:
         return list(range(k))
-    shown = probs.topk(2).indices.tolist()
+    shown = probs.topk(3).indices.tolist()
     if label is not None and label not in shown:
-        shown.append(int(label))
+        shown[-1] = int(label)
     return shown
 
 

@@ -1,0 +1,270 @@
+"""Evaluate explainers with the quality metrics: batched, seeded, resumable and shardable.
+
+The evaluated images are cut into fixed batches; batch ``b`` belongs to shard ``b mod N``. Every
+random draw (metric perturbations, noise of stochastic explainers, Focus mosaics) is seeded from
+``(seed, batch, explainer, metric)``, so any split over shards gives the same numbers as a single
+run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once; re-running the
+same command skips finished batches (resume). :func:`merge` collects the batch files.
+
+Example
+-------
+>>> from whiteboxdl.quality.runner import RunConfig
+>>> RunConfig(model="mnist-cnn", data="mnist", n=8).batches()
+1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer, seed_global
+from whiteboxdl.quality.focus import make_mosaics
+from whiteboxdl.quality.metrics import all_metric_names, get_metric
+
+Domain = tuple[float, float]
+N_EXAMPLES = 4
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's numbers (saved as ``config.json`` in the run dir)."""
+
+    model: str
+    data: str
+    n: int = 1000
+    explainers: list[str] = field(default_factory=lambda: list(EXPLAINERS))
+    metrics: list[str] = field(default_factory=all_metric_names)
+    batch_size: int = 50
+    seed: int = 0
+    target: str = "label"
+    layer: str | None = None
+    #: Per-explainer hyper-parameter overrides, e.g. ``{"SmoothGrad": {"samples": 20}}``.
+    options: dict[str, dict] = field(default_factory=dict)
+    #: Per-metric overrides, e.g. ``{"MaxSensitivity": {"nr_samples": 5}}``.
+    metric_options: dict[str, dict] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.n < 1 or self.batch_size < 1:
+            raise ValueError(f"n and batch_size must be >= 1, got n={self.n}, "
+                             f"batch_size={self.batch_size}")
+        if self.target not in ("label", "prediction"):
+            raise ValueError(f"target must be 'label' or 'prediction', got {self.target!r}")
+        for name in self.explainers:
+            get_explainer(name)
+        for name in self.options:
+            if name not in self.explainers:
+                raise ValueError(f"options given for {name!r}, which is not evaluated "
+                                 f"({', '.join(self.explainers)})")
+        for name in self.metric_options:
+            if name not in self.metrics:
+                raise ValueError(f"metric options given for {name!r}, which is not evaluated "
+                                 f"({', '.join(self.metrics)})")
+        for name in self.metrics:
+            get_metric(name)
+
+    def batches(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+
+@dataclass
+class Task:
+    """A loaded model and data set, ready for :func:`evaluate_batches`."""
+
+    model: nn.Module
+    domain: Domain
+    num_classes: int
+    x: Tensor                   # the n evaluated images
+    y: Tensor                   # their labels
+    pool_x: Tensor              # images the Focus mosaics are drawn from (x is its head)
+    pool_y: Tensor
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/N"`` -> ``(i, N)`` with 0 <= i < N; None -> ``(0, 1)``."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def seed_for(*parts: object) -> int:
+    """A stable 31-bit seed from the parts (Python's ``hash`` is salted per process)."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
+
+
+# ----------------------------------------------------------------------------- loading
+CNN_NAMES = {"mnist-cnn": "mnist", "fashion-mnist-cnn": "fashion-mnist"}
+
+
+def load_model(spec: str) -> tuple[nn.Module, Domain]:
+    """A model by name or file, in eval mode, with its input domain.
+
+    ``mnist-cnn`` / ``fashion-mnist-cnn`` (the project's CNNs, inputs in [0, 1]), a model file
+    written by :func:`whiteboxdl.models.checkpoint.save_model` (inputs in [0, 1]), or a torchvision
+    name such as ``resnet50`` or ``resnet50:WEIGHTS_FILE`` (loaded by
+    ``whiteboxdl.models.zoo.load_classifier``; default weights from the torch hub cache; inputs in
+    [−1, 1]).
+    """
+    path = Path(spec)
+    name, sep, weights = spec.partition(":")
+    if spec in CNN_NAMES:
+        from whiteboxdl.models.cnn import get_cnn
+
+        return get_cnn(dataset=CNN_NAMES[spec]).eval(), (0.0, 1.0)
+    if path.suffix in (".pt", ".pth") or path.exists():
+        from whiteboxdl.models.checkpoint import load_model as load_file
+
+        return load_file(path).eval(), (0.0, 1.0)
+    from whiteboxdl.models.zoo import load_classifier
+
+    return load_classifier(name, weights=weights if sep else "DEFAULT").eval(), (-1.0, 1.0)
+
+
+def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x, y, pool_x, pool_y)``: the ``n`` evaluated test images and the Focus pool.
+
+    ``mnist`` / ``fashion-mnist``: the first ``n`` test images, pool = the whole test split.
+    ``imagefolder:PATH``: ``n`` images drawn with ``seed`` from an ImageFolder tree (class folders
+    in sorted order = class indices), preprocessed to 224² in [−1, 1]; pool = the same images.
+    """
+    if spec in ("mnist", "fashion-mnist"):
+        from whiteboxdl.data.mnist import load_dataset
+
+        px, py = load_dataset(spec, "test")
+        if n > len(py):
+            raise ValueError(f"--n {n} exceeds the {len(py)} {spec} test images")
+        return px[:n], py[:n], px, py
+    if spec.startswith("imagefolder:"):
+        from torchvision.datasets import ImageFolder
+
+        from whiteboxdl.data.images import preprocess
+
+        root = Path(spec.partition(":")[2])
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {root} (expected class sub-folders)")
+        folder = ImageFolder(str(root))
+        if n > len(folder):
+            raise ValueError(f"--n {n} exceeds the {len(folder)} images in {root}")
+        idx = np.sort(np.random.default_rng(seed).choice(len(folder), n, replace=False))
+        x = torch.cat([preprocess(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
+        y = torch.tensor([folder.samples[i][1] for i in idx])
+        return x, y, x, y
+    raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist or imagefolder:PATH")
+
+
+def load_task(config: RunConfig) -> Task:
+    """Load the model and images a config names."""
+    model, domain = load_model(config.model)
+    x, y, px, py = load_images(config.data, config.n, config.seed)
+    with torch.no_grad():
+        num_classes = int(model(x[:1]).shape[1])
+    return Task(model, domain, num_classes, x, y, px, py)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _batch_path(run_dir: Path, b: int) -> Path:
+    return run_dir / "batches" / f"batch_{b:05d}.npz"
+
+
+def _write_config(run_dir: Path, config: RunConfig) -> None:
+    path = run_dir / "config.json"
+    new = asdict(config)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != new:
+            diff = {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
+            raise ValueError(f"{run_dir} holds a run with another config {diff}; use a new --out "
+                             "or delete the directory")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new, indent=2))
+
+
+def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarray]:
+    """Scores, timings and (for batch 0) example attributions of batch ``b``."""
+    lo, hi = b * config.batch_size, min(config.n, (b + 1) * config.batch_size)
+    x, y = task.x[lo:hi], task.y[lo:hi]
+    if config.target == "prediction":
+        with torch.no_grad():
+            y = task.model(x).argmax(1)
+    out: dict[str, np.ndarray] = {"index": np.arange(lo, hi), "label": task.y[lo:hi].numpy(),
+                                  "target": y.numpy()}
+    mosaics = None
+    if "Focus" in config.metrics:
+        gen = torch.Generator().manual_seed(seed_for(config.seed, b, "mosaics"))
+        mosaics = make_mosaics(task.pool_x, task.pool_y, torch.arange(lo, hi), gen)
+    if b == 0:
+        out["examples/x"] = x[:N_EXAMPLES].numpy()
+    for name in config.explainers:
+        opts = dict(config.options.get(name, {}))
+        if name == "GuidedGradCam" and config.layer:
+            opts.setdefault("layer", config.layer)
+        explainer = get_explainer(name, domain=task.domain, **opts)
+
+        def explain(inputs: Tensor, targets: Tensor, _e=explainer) -> Tensor:
+            return _e(task.model, inputs, targets)
+
+        seed_global(seed_for(config.seed, b, name, "attribution"))
+        t0 = time.perf_counter()
+        a = explain(x, y)
+        out[f"time/{name}/attribution"] = np.array(time.perf_counter() - t0)
+        if b == 0:
+            out[f"examples/{name}"] = a[:N_EXAMPLES].numpy()
+        for metric in config.metrics:
+            spec = get_metric(metric)
+            # Common random numbers: every explainer meets the same perturbations (paired design).
+            seed = seed_for(config.seed, b, metric)
+            seed_global(seed)
+            t0 = time.perf_counter()
+            scores = spec.compute(task.model, x, y, a, explain=explain, domain=task.domain,
+                                  generator=torch.Generator().manual_seed(seed),
+                                  num_classes=task.num_classes, mosaics=mosaics,
+                                  **config.metric_options.get(metric, {}))
+            out[f"time/{name}/{metric}"] = np.array(time.perf_counter() - t0)
+            out[f"score/{name}/{metric}"] = scores.numpy().astype(np.float64)
+    return out
+
+
+def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1),
+             task: Task | None = None, progress: bool = True,
+             on_batch: Callable[[int], None] | None = None) -> list[int]:
+    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed."""
+    config.validate()
+    warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
+    warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
+    run_dir = Path(run_dir)
+    _write_config(run_dir, config)
+    i, n_shards = shard
+    todo = [b for b in range(config.batches())
+            if b % n_shards == i and not _batch_path(run_dir, b).exists()]
+    if not todo:
+        return []
+    task = task or load_task(config)
+    task.model.eval()
+    for b in tqdm(todo, desc=f"quality shard {i}/{n_shards}", disable=not progress):
+        result = evaluate_batch(task, config, b)
+        path = _batch_path(run_dir, b)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".partial.npz")
+        np.savez(tmp, **result)
+        tmp.replace(path)
+        if on_batch:
+            on_batch(b)
+    return todo
