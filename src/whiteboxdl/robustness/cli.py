@@ -1,0 +1,192 @@
+"""``whiteboxdl robustness``: evaluate a model (and a baseline) under attack and write a report.
+
+Example
+-------
+$ whiteboxdl robustness evaluate semantic-3-5 --attacks standard --n 1902 --eps 0.3 \\
+      --out runs/semantic/robustness --baseline cnn-3-5
+$ whiteboxdl robustness attacks          # the registered attack names
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+KEYWORDS = ("semantic-3-5", "cnn-3-5")
+_KEYWORD = re.compile(r"^(semantic|cnn)-(\d(?:-\d)+)$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("robustness", help="adversarial robustness evaluation")
+    sub = parser.add_subparsers(dest="robustness_command", metavar="SUBCOMMAND")
+    ev = sub.add_parser("evaluate", help="attack a model (AutoAttack and friends), write a report")
+    ev.add_argument("checkpoint", help="a whiteboxdl model file, or semantic-3-5 / cnn-3-5 for "
+                                       "the cached default models (semantic-D-D-..., cnn-D-D-...)")
+    ev.add_argument("--attacks", default="standard",
+                    help="comma-separated attack names (default: standard = AutoAttack)")
+    ev.add_argument("--n", type=int, default=1902, help="first N test images (default 1902)")
+    ev.add_argument("--eps", type=float, default=0.3)
+    ev.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
+    ev.add_argument("--out", default="runs/robustness", help="output folder (resumable)")
+    ev.add_argument("--baseline", help="a second model evaluated the same way, side by side")
+    ev.add_argument("--digits", default="3,5",
+                    help="classes of a model file, as MNIST digits (default 3,5)")
+    ev.add_argument("--batch-size", type=int, default=200)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--n-queries", type=int, default=5000, help="Square queries (default 5000)")
+    ev.add_argument("--no-masking-check", action="store_true",
+                    help="do not add Square alone (and APGD-CE) for the gradient-masking check")
+    ev.add_argument("--boundary-n", type=int, default=4,
+                    help="images for minimal Boundary examples (0: skip)")
+    ev.add_argument("--boundary-iter", type=int, default=1000)
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=_evaluate)
+    ls = sub.add_parser("attacks", help="list the registered attacks")
+    ls.set_defaults(func=_list)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from whiteboxdl.robustness.attacks import ATTACKS
+
+    for info in ATTACKS.values():
+        options = ", ".join(info.options()) or "-"
+        print(f"{info.name:10s} {info.access:22s} {info.description} [options: {options}]")
+    return 0
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """``"3,5"`` -> ``(3, 5)``; ``ValueError`` naming the bad text."""
+    try:
+        digits = tuple(int(d) for d in re.split(r"[,\s-]+", text.strip()) if d)
+    except ValueError:
+        raise ValueError(f"--digits must be comma-separated digits like 3,5, got {text!r}") from None
+    if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
+        raise ValueError(f"--digits must be 2 to 10 distinct digits in 0..9, got {text!r}")
+    return digits
+
+
+def resolve_model(spec: str, digits: tuple[int, ...]):
+    """``(model, label, digits)`` for a keyword (``semantic-3-5``, ``cnn-3-5``) or a model file."""
+    match = _KEYWORD.match(spec)
+    if match:
+        kind, digits = match.group(1), parse_digits(match.group(2))
+        if kind == "semantic":
+            from whiteboxdl.semantic import get_semantic_model
+
+            model = get_semantic_model(digits)
+            label = f"semantic {'-vs-'.join(map(str, digits))}"
+        else:
+            from whiteboxdl.models.cnn import get_cnn
+
+            model = get_cnn(dataset="mnist", digits=digits)
+            label = f"CNN {'-vs-'.join(map(str, digits))}"
+        return model.eval(), label, digits
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"model {spec!r} not found: give a whiteboxdl model file or one "
+                                f"of the keywords {', '.join(KEYWORDS)}")
+    from whiteboxdl.models.checkpoint import load_model
+
+    return load_model(path), path.stem, digits
+
+
+def _class_count(model, x) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
+
+
+def plan_attacks(text: str, masking_check: bool) -> list[str]:
+    """The attack list from ``--attacks``, plus Square (and APGD-CE) for the masking check."""
+    from whiteboxdl.robustness.attacks import get_attack
+
+    attacks = [a.strip() for a in text.split(",") if a.strip()]
+    if not attacks:
+        raise ValueError(f"--attacks is empty: {text!r}")
+    for name in attacks:
+        get_attack(name)
+    if masking_check:
+        if "standard" not in attacks and "apgd-ce" not in attacks:
+            attacks.append("apgd-ce")
+        if "square" not in attacks:
+            attacks.append("square")
+    return attacks
+
+
+def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
+    from whiteboxdl.data.mnist import digit_subset
+    from whiteboxdl.robustness.evaluate import evaluate
+    from whiteboxdl.robustness.report import ModelRun, _slug
+
+    start = time.perf_counter()
+    model, label, digits = resolve_model(spec, digits_default)
+    x, y = digit_subset(digits, "test")
+    if not 1 <= args.n <= len(x):
+        raise ValueError(f"--n must be in 1..{len(x)} (test images of digits {digits}), "
+                         f"got {args.n}")
+    x, y = x[:args.n], y[:args.n]
+    if _class_count(model, x) != len(digits):
+        raise ValueError(f"{spec} has {_class_count(model, x)} outputs but --digits gives "
+                         f"{len(digits)} classes {digits}; pass the model's digits")
+    options = {a: {"n_queries": args.n_queries} for a in attacks if a in ("standard", "square")}
+    run_dir = out / _slug(label)
+    print(f"== {label}: {len(x)} test images, attacks {', '.join(attacks)} -> {run_dir}")
+    result = evaluate(model, x, y, attacks, eps=args.eps, norm=args.norm, seed=args.seed,
+                      batch_size=args.batch_size, out_dir=run_dir, options=options,
+                      progress=not args.no_progress)
+    result.write_csv(run_dir / "records.csv")
+    boundary = None
+    if args.boundary_n > 0:
+        boundary = _boundary(model, x, y, result, args, run_dir)
+    elapsed = time.perf_counter() - start
+    summary = result.summary() | {"label": label, "wall_seconds": elapsed}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed)
+
+
+def _boundary(model, x, y, result, args, run_dir: Path):
+    import torch
+
+    from whiteboxdl.robustness.attacks import attack
+
+    cache = run_dir / f"boundary-n{args.boundary_n}-it{args.boundary_iter}-s{args.seed}.pt"
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        return saved["clean"], saved["minimal"]
+    idx = result.clean_correct.nonzero().squeeze(1)[:args.boundary_n]
+    print(f"   Boundary attack (ART, unbounded) on {len(idx)} images, {args.boundary_iter} "
+          "iterations")
+    minimal = attack(model, x[idx], y[idx], None, name="boundary", seed=args.seed,
+                     max_iter=args.boundary_iter)
+    torch.save({"clean": x[idx], "minimal": minimal}, cache)
+    return x[idx], minimal
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from whiteboxdl.robustness.report import write_report
+    from whiteboxdl.viz.report import markdown_table
+
+    digits = parse_digits(args.digits)
+    attacks = plan_attacks(args.attacks, not args.no_masking_check)
+    out = Path(args.out)
+    runs = [_evaluate_one(args.checkpoint, args, attacks, out, digits)]
+    if args.baseline:
+        runs.append(_evaluate_one(args.baseline, args, attacks, out, digits))
+    for run in runs:
+        print(f"\n{run.label}:")
+        print(markdown_table(*run.result.table()))
+    command = "whiteboxdl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv and "robustness" in sys.argv else ""
+    note = (f"Data: MNIST test images of digits {args.digits}, the first {runs[0].result.n}. "
+            f"Seed {args.seed}, batches of {args.batch_size}, Square with {args.n_queries} "
+            "queries.")
+    md, html = write_report(runs, out, command=command, data_note=note)
+    print(f"\nreport: {html} (and {md})")
+    return 0
