@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "whiteboxdl.data.cli",
     "whiteboxdl.models.cli",
     "whiteboxdl.robustness.cli",
+    "whiteboxdl.pullbacks.cli",
 )
 
 
