@@ -36,6 +36,9 @@ DIGITS = (3, 5)
 EPS = 0.3
 #: ``--quick``: training images per model and attacked test images.
 QUICK_TRAIN, QUICK_TEST = 2000, 50
+#: The pullback grid: one test image of each of these digits; ascent settings for [0, 1] inputs.
+PULLBACK_DIGITS = (0, 3, 5, 7, 8)
+MNIST_ASCENT = {"steps": 5, "alpha": 2.0, "temperature": 0.3}
 
 
 @dataclass
@@ -197,18 +200,19 @@ def _pullback_stage(ctx: DemoContext) -> None:
     import torch
 
     from whiteboxdl.data.mnist import load_mnist
-    from whiteboxdl.viz.grids import pullback_grid_figure
+    from whiteboxdl.viz.grids import explanation_figure
 
     model = _baseline_model(ctx, digits=None)
     x, y = load_mnist("test")
-    picks = [int(torch.nonzero(y == d)[0]) for d in (0, 3, 5, 7, 8)]
-    images, labels = x[picks], y[picks]
-    path = pullback_grid_figure(model, images, labels, ctx.out / "figures" / "pullback_grid.png",
-                                bounds=(0.0, 1.0), class_names=[str(d) for d in range(10)],
-                                extra_random=1, seed=0)
+    picks = [int(torch.nonzero(y == d)[0]) for d in PULLBACK_DIGITS]
+    path, _ = explanation_figure(
+        model, x[picks], [int(d) for d in y[picks]], ctx.out / "figures" / "pullback_grid.png",
+        num_classes=10, method="both", extra=1, seed=0,
+        class_names=[str(d) for d in range(10)], bounds=(0.0, 1.0), **MNIST_ASCENT)
     ctx.add_figure(path, "Rows: test digits; columns: target classes (diagonal = own class, last "
-                         "column random). Excitation pullback ascent (left) vs vanilla gradient "
-                         "ascent (right); each cell is perturbed − clean, min–max rescaled.")
+                         "column a random other class). Left: excitation pullback ascent; right: "
+                         "the same ascent with vanilla gradients. Each cell is perturbed − clean, "
+                         "min–max rescaled.")
 
 
 STAGES: list[tuple[str, Stage]] = [
