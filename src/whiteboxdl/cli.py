@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "whiteboxdl.stability.cli",
     "whiteboxdl.quality.cli",
     "whiteboxdl.robustness.cli",
+    "whiteboxdl.pullbacks.cli",
 )
 
 

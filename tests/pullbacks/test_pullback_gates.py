@@ -112,7 +112,12 @@ POOL_CASES = [  # kernel, stride, padding, dilation, ceil_mode, size
 
 @pytest.mark.parametrize("rule", ["smoothmax", "detached"])
 @pytest.mark.parametrize("k,s,p,d,ceil,size", POOL_CASES)
-def test_maxpool_routing_matches_hand_computed_windows(rule, k, s, p, d, ceil, size):
+@pytest.mark.parametrize("chunk", [1 << 21, 7])
+def test_maxpool_routing_matches_hand_computed_windows(rule, k, s, p, d, ceil, size, chunk,
+                                                       monkeypatch):
+    from whiteboxdl.pullbacks import gates
+
+    monkeypatch.setattr(gates, "POOL_CHUNK_ELEMENTS", chunk)     # 7: one row per chunk
     x = torch.randn(2, *size)
     g = torch.randn_like(F.max_pool2d(x[None], k, s, p, d, ceil_mode=ceil)[0])
     xr = x.clone().requires_grad_()

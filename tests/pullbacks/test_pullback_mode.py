@@ -27,6 +27,7 @@ def densenet():
     return torchvision.models.densenet121(num_classes=10).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "vgg11_bn", "densenet121"])
 def test_forward_bit_identical_on_torchvision(name, densenet):
     torch.manual_seed(0)
@@ -72,6 +73,7 @@ def _module_swap_pullback(model, x, T=0.3):
     return g
 
 
+@pytest.mark.slow
 def test_densenet_functional_final_relu_is_caught(densenet, monkeypatch):
     """DenseNet121 applies its last ReLU as F.relu in forward(): module swapping misses it."""
     import inspect

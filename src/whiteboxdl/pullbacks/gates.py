@@ -86,25 +86,31 @@ def _original(call: Callable[[], object]):
 class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
-    ``apply(z, op, gate, temperature, inplace)``: ``op(z)`` is the original activation (it may be
-    in-place, then ``inplace=True`` and a copy of the pre-activation is kept for backward).
+    ``apply(z, op, gate, temperature, inplace, recompute)``: ``op(z)`` is the original activation
+    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when
+    ``recompute`` is given, recomputed by ``recompute()`` in backward (nothing is stored).
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, op: Callable[[Tensor], Tensor], gate: GateFn,  # type: ignore[override]
-                temperature: float, inplace: bool) -> Tensor:
-        saved = z.clone() if inplace else z
+                temperature: float, inplace: bool, recompute=None) -> Tensor:
+        saved = z.clone() if inplace and recompute is None else z
         out = _original(lambda: op(z))
         if inplace:
             ctx.mark_dirty(z)
-        ctx.save_for_backward(saved)
-        ctx.gate, ctx.temperature = gate, temperature
+        if recompute is None:
+            ctx.save_for_backward(saved)
+        ctx.gate, ctx.temperature, ctx.recompute = gate, temperature, recompute
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        return grad * ctx.gate(z, ctx.temperature), None, None, None, None
+        if ctx.recompute is not None:
+            with torch.no_grad():
+                z = _original(ctx.recompute)
+        else:
+            (z,) = ctx.saved_tensors
+        return grad * ctx.gate(z, ctx.temperature), None, None, None, None, None
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -112,7 +118,7 @@ def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid
     """``relu(z)`` with the soft-gated backward ``grad * gate(z / T)``."""
     temperature = check_temperature(temperature)
     op = torch.relu_ if inplace else torch.relu
-    return SoftGate.apply(z, op, get_gate(gate), temperature, inplace)
+    return SoftGate.apply(z, op, get_gate(gate), temperature, inplace, None)
 
 
 # ----------------------------------------------------------------------------------- max-pool
@@ -203,27 +209,40 @@ class SoftMaxPool(torch.autograd.Function):
                                   ctx.rule), None, None, None, None
 
 
+#: Max-pool backward works on chunks of rows whose unfolded windows hold about this many elements.
+POOL_CHUNK_ELEMENTS = 1 << 21
+
+
 def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
                        temperature: float, rule: str) -> Tensor:
-    """Input gradient of a max-pool under soft window routing (see :class:`SoftMaxPool`)."""
+    """Input gradient of a max-pool under soft window routing (see :class:`SoftMaxPool`).
+
+    Rows (batch x channels) are processed in chunks, so the temporary window tensors stay small
+    and the peak memory is that of the vanilla max-pool backward plus a few megabytes.
+    """
     n = geometry.n
     in_size = tuple(x.shape[-n:])
     index, valid, padded = geometry.window_index(in_size, out_size, x.device)
-    lead = x.shape[:-n]
+    flat_index = index.reshape(-1)
     xb = x.reshape(-1, *in_size)
+    rows = xb.shape[0]
+    grads = grad.reshape(rows, -1, 1)
     pads: list[int] = []
     for i in reversed(range(n)):
         left = geometry.padding[i]
         pads += [left, padded[i] - in_size[i] - left]
-    xp = F.pad(xb, pads, value=-math.inf).reshape(xb.shape[0], -1)
-    windows = xp[:, index]                                               # (B, L, K)
-    weights = soft_pool_weights(windows, valid, temperature, rule)
-    contrib = weights * grad.reshape(xb.shape[0], -1, 1)
-    out = torch.zeros_like(xp).index_add_(1, index.reshape(-1), contrib.reshape(xb.shape[0], -1))
-    out = out.reshape(xb.shape[0], *padded)
     crop = (slice(None),) + tuple(slice(geometry.padding[i], geometry.padding[i] + in_size[i])
                                   for i in range(n))
-    return out[crop].reshape(*lead, *in_size)
+    grad_in = torch.empty_like(xb)
+    chunk = max(1, POOL_CHUNK_ELEMENTS // max(1, index.numel()))
+    for start in range(0, rows, chunk):
+        part = slice(start, min(rows, start + chunk))
+        xp = F.pad(xb[part], pads, value=-math.inf).reshape(part.stop - start, -1)
+        weights = soft_pool_weights(xp[:, index], valid, temperature, rule)    # (rows, L, K)
+        contrib = (weights * grads[part]).reshape(part.stop - start, -1)
+        acc = torch.zeros_like(xp).index_add_(1, flat_index, contrib)
+        grad_in[part] = acc.reshape(part.stop - start, *padded)[crop]
+    return grad_in.reshape(*x.shape)
 
 
 def soft_max_pool(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,

@@ -46,6 +46,7 @@ from whiteboxdl.pullbacks.gates import (
     normal_gate,
     sigmoid_gate,
 )
+from whiteboxdl.pullbacks.recipes import attach, evaluate, operand_recipe, recipe_of
 
 #: Rules applied by default (the paper's: ReLU networks with max-pooling).
 DEFAULT_RULES = ("relu", "maxpool")
@@ -94,8 +95,10 @@ class ExcitationPullbacks(TorchFunctionMode):
     def __init__(self, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
                  maxpool_temperature: float = 0.3, maxpool_rule: str = "smoothmax",
                  rules: Iterable[str] = DEFAULT_RULES, silu_temperature: float = 1.6,
-                 gelu_temperature: float = 1.0, attention_temperature: float = 1.0):
+                 gelu_temperature: float = 1.0, attention_temperature: float = 1.0,
+                 recompute: bool = True):
         super().__init__()
+        self.recompute = bool(recompute)
         self.temperature = check_temperature(temperature, "temperature")
         self.gate = get_gate(gate)
         self.maxpool_temperature = check_temperature(maxpool_temperature, "maxpool_temperature")
@@ -112,6 +115,10 @@ class ExcitationPullbacks(TorchFunctionMode):
         handlers: dict[object, Callable] = {}
         if "relu" in rules:
             handlers.update({f: self._relu for f in _RELU + _RELU_INPLACE})
+        if self.recompute and {"relu", "silu", "gelu"} & set(rules):
+            handlers[F.batch_norm] = self._batch_norm
+            handlers.update({f: self._add for f in (torch.add, torch.Tensor.add,
+                                                    torch.Tensor.add_)})
         if "maxpool" in rules:
             handlers.update({f: self._maxpool for f in _POOL_FUNCS})
         if "silu" in rules:
@@ -142,7 +149,33 @@ class ExcitationPullbacks(TorchFunctionMode):
         z, call = _first_arg(args, kwargs)
         if not _wants_grad(z):
             return func(*args, **kwargs)
-        return SoftGate.apply(z, lambda t: call(func, t), gate, temperature, inplace)
+        recompute = recipe_of(z) if self.recompute else None
+        return SoftGate.apply(z, lambda t: call(func, t), gate, temperature, inplace, recompute)
+
+    # -- recipes: pre-activations recomputed in backward instead of stored (see recipes.py)
+    def _batch_norm(self, func, args, kwargs):
+        out = func(*args, **kwargs)
+        training = _bind(("input", "running_mean", "running_var", "weight", "bias", "training"),
+                         args, kwargs).get("training", False)
+        if not training and isinstance(out, Tensor) and _wants_grad(out):
+            attach(out, lambda: func(*args, **kwargs))
+        return out
+
+    def _add(self, func, args, kwargs):
+        if len(args) != 2 or kwargs or not all(isinstance(a, Tensor) for a in args) \
+                or not (recipe_of(args[0]) or recipe_of(args[1])):
+            return func(*args, **kwargs)
+        inplace = func is torch.Tensor.add_
+        if inplace and recipe_of(args[0]) is None:
+            return func(*args, **kwargs)
+        left, right = operand_recipe(args[0]), operand_recipe(args[1])
+        out = func(*args, **kwargs)
+        if _wants_grad(out):
+            if inplace:
+                attach(out, lambda: evaluate(left).add_(evaluate(right)))
+            else:
+                attach(out, lambda: torch.add(evaluate(left), evaluate(right)))
+        return out
 
     def _relu(self, func, args, kwargs):
         inplace = func in _RELU_INPLACE or (func is F.relu and bool(
@@ -261,8 +294,8 @@ class _MultiheadAttentionWeights(TorchFunctionMode):
 def excitation_pullbacks(temperature: float = 0.3, gate: str | GateFn = "sigmoid",
                          maxpool_temperature: float = 0.3, maxpool_rule: str = "smoothmax",
                          rules: Iterable[str] = DEFAULT_RULES, *, silu_temperature: float = 1.6,
-                         gelu_temperature: float = 1.0,
-                         attention_temperature: float = 1.0) -> ExcitationPullbacks:
+                         gelu_temperature: float = 1.0, attention_temperature: float = 1.0,
+                         recompute: bool = True) -> ExcitationPullbacks:
     """Context manager: inside it, backward passes compute excitation pullbacks.
 
     Parameters
@@ -274,6 +307,8 @@ def excitation_pullbacks(temperature: float = 0.3, gate: str | GateFn = "sigmoid
         (detached softmax routing, later revision).
     rules : which ops to intercept, from ``ALL_RULES``; default ``("relu", "maxpool")``.
     silu_temperature, gelu_temperature, attention_temperature : for the non-ReLU rules.
+    recompute : recompute pre-activations made by eval-mode BatchNorm (and residual additions of
+        them) in backward instead of storing them; bit-identical, saves memory.
 
     Example
     -------
@@ -286,4 +321,5 @@ def excitation_pullbacks(temperature: float = 0.3, gate: str | GateFn = "sigmoid
     torch.Size([1, 3, 32, 32])
     """
     return ExcitationPullbacks(temperature, gate, maxpool_temperature, maxpool_rule, rules,
-                               silu_temperature, gelu_temperature, attention_temperature)
+                               silu_temperature, gelu_temperature, attention_temperature,
+                               recompute)

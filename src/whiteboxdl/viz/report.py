@@ -51,6 +51,10 @@ class Report:
         self._parts.append(f'<figure><img alt="{html.escape(caption or Path(png_path).name)}" '
                            f'src="data:image/png;base64,{data}">{cap}</figure>')
 
+    def extend(self, other: "Report") -> None:
+        """Append every section of ``other`` (its title is dropped)."""
+        self._parts.extend(other._parts)
+
     def html(self) -> str:
         body = "\n".join(self._parts)
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
