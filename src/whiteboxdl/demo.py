@@ -34,7 +34,8 @@ from whiteboxdl.viz.report import Report, markdown_table
 PAPER = {"semantic clean": 0.9953, "semantic apgd-ce": 0.9206, "semantic standard": 0.9201}
 DIGITS = (3, 5)
 EPS = 0.3
-#: ``--quick``: training images per model and attacked test images.
+#: ``--quick``: training images per CNN (the semantic network gets one full epoch) and attacked
+#: test images.
 QUICK_TRAIN, QUICK_TEST = 2000, 50
 #: The pullback grid: one test image of each of these digits; ascent settings for [0, 1] inputs.
 PULLBACK_DIGITS = (0, 3, 5, 7, 8)
@@ -111,8 +112,7 @@ def _semantic_model(ctx: DemoContext):
     directory = ctx.out / "quick-models" / "semantic"
     if not (directory / "model.pt").is_file():
         torch.manual_seed(RECIPE.seed)
-        x, y = digit_subset(DIGITS, "train")
-        fit(semantic_mnist(DIGITS), (x[:QUICK_TRAIN], y[:QUICK_TRAIN]),
+        fit(semantic_mnist(DIGITS), digit_subset(DIGITS, "train"),
             TrainConfig(**{**RECIPE.__dict__, "epochs": 1}), augment=noise_augment,
             out_dir=directory, builder=BUILDER, builder_kwargs={"digits": list(DIGITS)})
     return load_model(directory / "model.pt")
@@ -155,8 +155,8 @@ def _robustness_rows(ctx: DemoContext, label: str, result, paper: bool) -> None:
 def _semantic_stage(ctx: DemoContext) -> None:
     import torch
 
-    from whiteboxdl.robustness.figures import processing_steps_figure
     from whiteboxdl.robustness.reliability import plot_reliability, reliability_curve
+    from whiteboxdl.semantic.inspect import plot_processing_steps
 
     model = _semantic_model(ctx)
     result = _evaluate(ctx, model, "semantic")
@@ -168,18 +168,22 @@ def _semantic_stage(ctx: DemoContext) -> None:
     header, rows = result.table()
     ctx.report.table(header, rows)
     attack = result.attacks[-1]
-    curve = reliability_curve(result.robust(attack), result.confs[attack])
-    ctx.rows.append([f"semantic network: precision at 80% recall ({attack})",
-                     _pct(curve.precision_at(0.8)), "≈98%"])
     figures = ctx.out / "figures"
-    ctx.add_figure(plot_reliability({f"semantic ({attack})": curve},
-                                    figures / "semantic_reliability.png"),
-                   "Reliability curve: precision of 'correct under attack' against recall, "
-                   "scored by the max softmax on the attacked input.")
+    if result.robust(attack).any():
+        curve = reliability_curve(result.robust(attack), result.confs[attack])
+        ctx.rows.append([f"semantic network: precision at 80% recall ({attack})",
+                         _pct(curve.precision_at(0.8)), "≈98%"])
+        ctx.add_figure(plot_reliability({f"semantic ({attack})": curve},
+                                        figures / "semantic_reliability.png"),
+                       "Reliability curve: precision of 'correct under attack' against recall, "
+                       "scored by the max softmax on the attacked input.")
+    else:
+        ctx.report.paragraph(f"No input survives {attack}: no reliability curve.", warn=True)
     fooled = torch.nonzero(result.clean_correct & (result.preds[attack] != result.labels))[:, 0]
     if len(fooled):
         x_adv = result.x_adv[attack][fooled[:4]]
-        ctx.add_figure(processing_steps_figure(model, x_adv, figures / "semantic_adversarial.png"),
+        ctx.add_figure(plot_processing_steps(model, x_adv, figures / "semantic_adversarial.png",
+                                             labels=result.labels[fooled[:4]]),
                        "How the semantic network processes adversarial inputs: two-step output, "
                        "conv output and the best-matching pose of each class.")
 
