@@ -27,7 +27,7 @@ from torch import nn
 
 from whiteboxdl.models.checkpoint import load_model
 from whiteboxdl.models.training import TrainConfig, fit
-from whiteboxdl.paths import models_dir
+from whiteboxdl.paths import file_lock, models_dir
 
 BUILDER = "whiteboxdl.models.cnn:mnist_cnn"
 DATASETS = ("mnist", "fashion-mnist")
@@ -199,7 +199,9 @@ def get_cnn(dataset: str = "mnist", digits: Sequence[int] | None = None,
             " --digits " + " ".join(str(int(d)) for d in digits) if digits else "")
         if not train_if_missing:
             raise FileNotFoundError(f"no trained CNN at {path}; run `{command}` to train it")
-        print(f"whiteboxdl: training the {directory.name} (first use, a few CPU minutes; "
-              f"same as `{command}`) -> {path}")
-        train_cnn(dataset, digits, out=directory)
+        with file_lock(directory / ".lock"):  # concurrent first users wait for one training run
+            if not path.is_file():
+                print(f"whiteboxdl: training the {directory.name} (first use, a few CPU minutes; "
+                      f"same as `{command}`) -> {path}")
+                train_cnn(dataset, digits, out=directory)
     return load_model(path)

@@ -14,8 +14,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +23,7 @@ from torch import nn
 
 from whiteboxdl.models.checkpoint import load_model
 from whiteboxdl.models.training import TrainConfig, TrainResult, fit
-from whiteboxdl.paths import models_dir
+from whiteboxdl.paths import file_lock, models_dir
 from whiteboxdl.semantic.network import SemanticNetwork, semantic_mnist
 
 BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
@@ -145,17 +143,6 @@ def default_model_path(digits: Sequence[int] = (3, 5)) -> Path:
     return models_dir() / f"semantic-{'-'.join(str(int(d)) for d in digits)}" / "model.pt"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = True,
                        progress: bool = True) -> SemanticNetwork:
     """The default-recipe semantic network for ``digits`` (seed 314), trained on first use.
@@ -176,7 +163,7 @@ def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = 
                 f"no trained semantic model at {path}; run `whiteboxdl semantic train --digits "
                 f"{' '.join(str(d) for d in digits)} --out {path.parent}` or pass "
                 "train_if_missing=True")
-        with _file_lock(path.parent / ".lock"):
+        with file_lock(path.parent / ".lock"):
             if not path.is_file():
                 train_semantic(digits, out_dir=path.parent, progress=progress)
     return load_model(path)

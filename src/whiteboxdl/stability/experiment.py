@@ -94,9 +94,9 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
     test = _subset(test, test_limit, seed + 1)
     t0 = time.perf_counter()
     if model == "cnn":
-        from whiteboxdl.models.cnn import DEFAULT_CONFIG, train_cnn
+        from whiteboxdl.models.cnn import train_cnn
 
-        _, summary = train_cnn(dataset, epochs=epochs or DEFAULT_CONFIG.epochs, seed=seed, out=out,
+        _, summary = train_cnn(dataset, epochs=epochs, seed=seed, out=out,
                                progress=progress, train_data=train, test_data=test,
                                callbacks=[tracker])
         final = {"test_acc": summary["test_acc"]}
