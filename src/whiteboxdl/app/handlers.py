@@ -1,0 +1,203 @@
+"""Request handlers of the app: plain inputs in, images and tables out (no Gradio in here).
+
+Each handler validates its inputs and raises ``ValueError`` with a message for the user; the UI
+turns it into an error message, so no request ever shows a stack trace.
+
+Example
+-------
+>>> from whiteboxdl.app.handlers import explain             # doctest: +SKIP
+>>> from whiteboxdl.app.models import ModelRegistry         # doctest: +SKIP
+>>> from whiteboxdl.data.images import example_images       # doctest: +SKIP
+>>> out = explain(ModelRegistry(), example_images()["cat"], "resnet50", "281 – tabby",
+...               steps=10, alpha=20, eps=100, temperature=0.3)  # doctest: +SKIP
+>>> out.runs["pullback"].perturbed.size                      # doctest: +SKIP
+(224, 224)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from whiteboxdl.app.inputs import (check_number, image_from_upload, imagenet_tensor, mnist_tensor,
+                                   parse_target)
+from whiteboxdl.app.models import ModelRegistry, ModelSpec
+from whiteboxdl.data.images import example_images, to_pil
+from whiteboxdl.paths import cache_dir
+
+#: Gate names shown in the UI -> the ``gate`` argument of :class:`PullbackAscent`.
+GATES = {"sigmoid": "sigmoid", "normal CDF": "normal"}
+METHODS = ("pullback", "gradient", "both")
+#: MNIST images are shown enlarged (nearest neighbour) so the sliders are as big as ImageNet ones.
+DISPLAY_SIZE = 224
+TOP_K = 5
+
+
+@dataclass
+class MethodRun:
+    """One ascent: the images for the two sliders, its top-k and the target logit per step."""
+
+    perturbed: Image.Image
+    difference: Image.Image
+    top: dict[str, float]
+    target_logits: list[float]
+
+
+@dataclass
+class Explanation:
+    """Everything the Pullbacks tab shows for one request."""
+
+    model: str
+    target: int
+    target_label: str
+    input: Image.Image
+    top_input: dict[str, float]
+    runs: dict[str, MethodRun] = field(default_factory=dict)
+
+    def logit_rows(self) -> list[tuple[int, float, str]]:
+        """``(step, target logit, method)`` rows for the per-step plot (step 0 = the input)."""
+        return [(step, value, method) for method, run in self.runs.items()
+                for step, value in enumerate(run.target_logits)]
+
+    def status(self) -> str:
+        parts = [f"target **{self.target_label}**"]
+        for method, run in self.runs.items():
+            first, last = run.target_logits[0], run.target_logits[-1]
+            parts.append(f"{method}: target logit {first:.2f} → {last:.2f}")
+        return " · ".join(parts)
+
+
+def model_input(image: Any, spec: ModelSpec) -> torch.Tensor:
+    """Validate an upload / drawing and turn it into the input ``spec``'s model expects."""
+    img = image_from_upload(image)
+    return mnist_tensor(img) if spec.family == "mnist" else imagenet_tensor(img, spec.size)
+
+
+def display(x: torch.Tensor, spec: ModelSpec, rescale: bool = False) -> Image.Image:
+    """A model-space image (1, C, H, W) -> PIL image of DISPLAY_SIZE; ``rescale``: min-max first."""
+    x = x.detach().float()
+    if rescale:
+        lo, hi = x.min(), x.max()
+        x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+        img = to_pil(x, signed=False)
+    else:
+        img = to_pil(x, signed=spec.family != "mnist")
+    if img.size != (DISPLAY_SIZE, DISPLAY_SIZE):
+        img = img.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
+    return img
+
+
+def top_k(model: nn.Module, x: torch.Tensor, spec: ModelSpec, k: int = TOP_K) -> dict[str, float]:
+    """The model's ``k`` most probable classes for one image, as ``{"idx – name": prob}``."""
+    with torch.no_grad():
+        logits = model(x)
+    if not torch.isfinite(logits).all():
+        raise ValueError("the model produced non-finite logits for this image")
+    probs = logits.softmax(dim=1)[0]
+    values, indices = probs.topk(min(k, probs.numel()))
+    return {spec.class_label(int(i)): float(v) for v, i in zip(values, indices)}
+
+
+def _ascent(method: str, model: nn.Module, spec: ModelSpec, x: torch.Tensor, target: int,
+            steps: int, alpha: float, eps: float | None, temperature: float, gate: str):
+    try:
+        from whiteboxdl.pullbacks import GradientAscent, PullbackAscent
+    except ImportError as exc:
+        raise ValueError(f"excitation pullbacks are not installed in this build ({exc})") from None
+    common = dict(steps=steps, alpha=alpha, eps=eps, clip="every", bounds=spec.bounds)
+    if method == "pullback":
+        ascent = PullbackAscent(model, temperature=temperature, gate=GATES[gate], **common)
+    else:
+        ascent = GradientAscent(model, **common)
+    return ascent.ascend(x, torch.tensor([target]))
+
+
+def explain(registry: ModelRegistry, image: Any, model: str, target: Any = None,
+            steps: Any = 10, alpha: Any = 20.0, eps: Any = 100.0, temperature: Any = 0.3,
+            gate: str = "sigmoid", method: str = "pullback") -> Explanation:
+    """Run pullback (and/or vanilla-gradient) ascent towards ``target`` on one image.
+
+    ``target`` is ``"idx – name"``, an index, or ``None``/``"auto …"`` for the predicted class;
+    ``eps = 0`` means no L2 projection; ``method`` is ``"pullback"``, ``"gradient"`` or ``"both"``.
+    """
+    spec = registry.spec(model)
+    steps = check_number("steps", steps, 1, 200, integer=True)
+    alpha = check_number("alpha", alpha, 1e-6, 1e4)
+    eps = check_number("epsilon", eps, 0, 1e5)
+    temperature = check_number("temperature", temperature, 1e-3, 100)
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    index = parse_target(target, len(spec.classes))
+    x = model_input(image, spec)
+    net = registry.get(spec.key)
+    top_input = top_k(net, x, spec)
+    if index is None:
+        index = int(next(iter(top_input)).split(" ", 1)[0])
+    out = Explanation(spec.key, index, spec.class_label(index), display(x, spec), top_input)
+    for name in (("pullback", "gradient") if method == "both" else (method,)):
+        result = _ascent(name, net, spec, x, index, steps, alpha, eps or None, temperature, gate)
+        perturbed = result.perturbed.detach()
+        logits = torch.as_tensor(result.target_logits).detach().reshape(-1)
+        out.runs[name] = MethodRun(display(perturbed, spec),
+                                   display(result.difference, spec, rescale=True),
+                                   top_k(net, perturbed, spec), [float(v) for v in logits])
+    return out
+
+
+@lru_cache(maxsize=1)
+def _mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    from whiteboxdl.data.mnist import load_mnist
+
+    return load_mnist("test")
+
+
+def mnist_digit(index: int) -> tuple[Image.Image, int]:
+    """MNIST test image ``index`` as a 28x28 RGB PIL image, and its label."""
+    x, y = _mnist_test()
+    if not 0 <= index < len(y):
+        raise ValueError(f"MNIST test index must be in 0..{len(y) - 1}, got {index}")
+    return to_pil(x[index], signed=False).convert("RGB"), int(y[index])
+
+
+def sample_test_image(spec: ModelSpec, rng: random.Random | None = None
+                      ) -> tuple[Image.Image, str]:
+    """A random test image for ``spec``'s model and a line saying what it is.
+
+    MNIST models draw from the 10,000 MNIST test digits; ImageNet models from the bundled photos
+    (no ImageNet validation set is shipped).
+    """
+    rng = rng or random.Random()
+    if spec.family == "mnist":
+        index = rng.randrange(len(_mnist_test()[1]))
+        img, label = mnist_digit(index)
+        return img, f"MNIST test image #{index} (label {label})"
+    name, path = rng.choice(sorted(example_images().items()))
+    return Image.open(path).convert("RGB"), f"bundled photo '{name}'"
+
+
+def example_files(digits: tuple[int, ...] = tuple(range(10))) -> list[Path]:
+    """PNG files of one MNIST test image per digit (written once to the cache) + bundled photos."""
+    folder = cache_dir() / "app" / "examples"
+    paths = []
+    try:
+        _, y = _mnist_test()
+        for digit in digits:
+            path = folder / f"mnist-digit-{digit}.png"
+            if not path.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                index = int((y == digit).nonzero()[0, 0])
+                mnist_digit(index)[0].save(path)
+            paths.append(path)
+    except FileNotFoundError:
+        pass  # no MNIST here: only the photos
+    return paths + list(example_images().values())
+

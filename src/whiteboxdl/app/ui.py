@@ -1,0 +1,196 @@
+"""The Gradio layout of ``whiteboxdl app``: components and wiring only; the work is in handlers.
+
+Example
+-------
+>>> from whiteboxdl.app.ui import build_app      # doctest: +SKIP
+>>> build_app().launch(server_name="127.0.0.1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import traceback
+from typing import Any, Callable
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from whiteboxdl.app import handlers  # noqa: E402
+from whiteboxdl.app.inputs import AUTO_TARGET, image_from_upload  # noqa: E402
+from whiteboxdl.app.models import ModelRegistry, ModelSpec  # noqa: E402
+
+log = logging.getLogger("whiteboxdl.app")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: How many requests run at once (threads sharing the models); the rest wait in the queue.
+CONCURRENCY = 4
+LOGIT_COLUMNS = ["step", "target logit", "method"]
+
+
+class ValidatedImage(gr.Image):
+    """``gr.Image`` whose upload is decoded by whiteboxdl's validating loader.
+
+    Non-images, decompression bombs, oversized files and NaN arrays become a user-facing
+    ``gr.Error`` (never a stack trace). Rendered by the stock image front end.
+    """
+
+    is_template = True  # use the parent's front-end component
+
+    def preprocess(self, payload):  # type: ignore[override]
+        if payload is None:
+            return None
+        source = payload.url if payload.url and payload.url.startswith("data:") else payload.path
+        try:
+            return image_from_upload(source)
+        except ValueError as exc:
+            raise gr.Error(f"Invalid image: {exc}", print_exception=False) from None
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn ``ValueError`` into a ``gr.Error`` with its message, anything else into a short one."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, FileNotFoundError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 - shown to the user as one line, logged in full
+            log.error("request failed:\n%s", traceback.format_exc())
+            raise gr.Error(f"internal error ({type(exc).__name__}: {exc}); see the server log",
+                           print_exception=False) from None
+    return wrapper
+
+
+def _model_note(registry: ModelRegistry) -> str:
+    lines = []
+    for spec in registry.specs:
+        usable, why = registry.availability(spec.key)
+        lines.append(f"- {'✅' if usable else '⛔'} **{spec.label}** — {why}")
+    return "\n".join(lines)
+
+
+def _target_choices(spec: ModelSpec) -> list[str]:
+    return [AUTO_TARGET, *spec.choices()]
+
+
+def _quick_choices(spec: ModelSpec) -> list[str]:
+    return [spec.class_label(i) for i in spec.quick_picks]
+
+
+def pullbacks_tab(registry: ModelRegistry) -> None:
+    """The 'Excitation pullbacks' tab."""
+    first = registry.specs[0]
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = ValidatedImage(label="Input image", type="pil", height=260,
+                                   sources=["upload", "clipboard"], elem_id="pb-input")
+            gr.Examples([[str(p)] for p in handlers.example_files()], inputs=[image],
+                        label="Examples (MNIST test digits and photos)", examples_per_page=14)
+            with gr.Row():
+                sample = gr.Button("Sample from the test set", size="sm")
+            sample_info = gr.Markdown()
+            model = gr.Dropdown([s.label for s in registry.specs], value=first.label,
+                                label="Model", elem_id="pb-model")
+            model_note = gr.Markdown(_model_note(registry))
+            target = gr.Dropdown(_target_choices(first), value=AUTO_TARGET, filterable=True,
+                                 label="Target class (type to search)", elem_id="pb-target")
+            quick = gr.Radio(_quick_choices(first), label="Quick picks", value=None)
+            with gr.Accordion("Settings", open=True):
+                steps = gr.Slider(1, 50, value=first.steps, step=1, label="Steps K")
+                with gr.Row():
+                    alpha = gr.Number(first.alpha, label="Step size α (L2)", minimum=0)
+                    eps = gr.Number(first.eps, label="L2 radius ε (0 = none)", minimum=0)
+                temperature = gr.Slider(0.01, 3.0, value=0.3, step=0.01, label="Temperature T")
+                gate = gr.Radio(list(handlers.GATES), value="sigmoid", label="Gate")
+                method = gr.Radio([("excitation pullback", "pullback"),
+                                   ("vanilla gradient", "gradient"),
+                                   ("both side by side", "both")],
+                                  value="pullback", label="Method")
+            run = gr.Button("Explain", variant="primary", elem_id="pb-explain")
+        with gr.Column(scale=2):
+            status = gr.Markdown("Pick an image and a target class, then press **Explain**.",
+                                 elem_id="pb-status")
+            with gr.Row():
+                columns, outputs = [], []
+                for name, title in (("pullback", "Excitation pullback ascent"),
+                                    ("gradient", "Vanilla gradient ascent")):
+                    with gr.Column(visible=name == "pullback") as column:
+                        gr.Markdown(f"### {title}")
+                        diff = gr.ImageSlider(label="perturbed ↔ difference (min–max scaled)",
+                                              type="pil", format="png",
+                                              elem_id=f"{name}-diff-slider")
+                        versus = gr.ImageSlider(label="perturbed ↔ input", type="pil",
+                                                format="png", elem_id=f"{name}-input-slider")
+                        top = gr.Label(num_top_classes=handlers.TOP_K,
+                                       label="Top-5 of the perturbed image")
+                    columns.append(column)
+                    outputs += [diff, versus, top]
+            top_input = gr.Label(num_top_classes=handlers.TOP_K, label="Top-5 of the input")
+            plot = gr.LinePlot(pd.DataFrame(columns=LOGIT_COLUMNS), x="step", y="target logit",
+                               color="method", label="Target logit per step", height=240)
+
+    @user_errors
+    def on_model(label: str):
+        spec = registry.spec(label)
+        usable, _ = registry.availability(spec.key)
+        return (gr.update(choices=_target_choices(spec), value=AUTO_TARGET),
+                gr.update(choices=_quick_choices(spec), value=None),
+                spec.steps, spec.alpha, spec.eps, gr.update(interactive=usable),
+                _model_note(registry))
+
+    model.change(on_model, [model], [target, quick, steps, alpha, eps, run, model_note],
+                 api_name=False)
+    quick.input(lambda pick: pick, [quick], [target], api_name=False)
+    method.change(lambda m: [gr.update(visible=m in ("pullback", "both")),
+                             gr.update(visible=m in ("gradient", "both"))],
+                  [method], columns, api_name=False)
+
+    @user_errors
+    def on_sample(label: str):
+        img, info = handlers.sample_test_image(registry.spec(label))
+        return img, info
+
+    sample.click(on_sample, [model], [image, sample_info], api_name="sample")
+
+    @user_errors
+    def on_explain(img, label, tgt, k, a, e, t, g, m, progress=gr.Progress(track_tqdm=True)):
+        result = handlers.explain(registry, img, label, tgt, k, a, e, t, g, m)
+        values: list[Any] = []
+        for name in ("pullback", "gradient"):
+            run_ = result.runs.get(name)
+            values += ([(run_.perturbed, run_.difference), (run_.perturbed, result.input),
+                        run_.top] if run_ else [None, None, None])
+        rows = pd.DataFrame(result.logit_rows(), columns=LOGIT_COLUMNS)
+        return [*values, result.top_input, rows, result.status()]
+
+    run.click(on_explain, [image, model, target, steps, alpha, eps, temperature, gate, method],
+              [*outputs, top_input, plot, status], api_name="explain")
+
+
+def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
+    """The whole app as a ``gr.Blocks`` (not launched)."""
+    registry = registry or ModelRegistry()
+    with gr.Blocks(title="whiteboxdl explorer", analytics_enabled=False) as demo:
+        gr.Markdown("# whiteboxdl explorer\nExcitation pullbacks of ReLU networks and a "
+                    "white-box semantic-feature network, in the browser.")
+        with gr.Tab("Excitation pullbacks"):
+            pullbacks_tab(registry)
+    demo.queue(default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def launch(host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
+           registry: ModelRegistry | None = None, block: bool = True, **kwargs):
+    """Build and start the app on ``host:port`` (loopback by default)."""
+    demo = build_app(registry)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+                allowed_paths=[str(p.parent) for p in handlers.example_files()],
+                max_file_size="25mb", ssr_mode=False, quiet=True, **kwargs)
+    return demo
