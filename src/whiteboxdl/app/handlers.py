@@ -201,3 +201,100 @@ def example_files(digits: tuple[int, ...] = tuple(range(10))) -> list[Path]:
         pass  # no MNIST here: only the photos
     return paths + list(example_images().values())
 
+
+
+# --- White-box network tab ---------------------------------------------------------------------
+
+#: Size at which 28x28 maps are shown (nearest neighbour, so pixels stay crisp).
+MAP_SIZE = 168
+
+
+def colour_map(values: torch.Tensor, signed: bool) -> Image.Image:
+    """A 2-D map -> RGB image: ``bwr`` with a symmetric range if ``signed``, else grey in [0, 1]."""
+    from matplotlib import colormaps
+
+    arr = values.detach().float().cpu().numpy()
+    if signed:
+        scale = float(abs(arr).max()) or 1.0
+        rgb = colormaps["bwr"](0.5 + arr / (2 * scale))[..., :3]
+    else:
+        rgb = arr.clip(0, 1)[..., None].repeat(3, axis=2)
+    img = Image.fromarray((rgb * 255).round().astype("uint8"))
+    return img.resize((MAP_SIZE, MAP_SIZE), Image.NEAREST)
+
+
+@dataclass
+class WhiteboxView:
+    """What the white-box tab shows for one digit: each processing step, the best-matching pose
+    of every class, the class probabilities and logits."""
+
+    steps: list[tuple[Image.Image, str]]
+    poses: list[tuple[Image.Image, str]]
+    probs: dict[str, float]
+    logits: dict[str, float]
+    prediction: str
+
+    def status(self) -> str:
+        logits = ", ".join(f"{name}: {value:+.2f}" for name, value in self.logits.items())
+        return f"prediction **{self.prediction}** · logits {logits}"
+
+
+def semantic_input(image: Any) -> torch.Tensor:
+    """Validate an upload / drawing / test digit and make the (1, 1, 28, 28) input in [0, 1]."""
+    return mnist_tensor(image_from_upload(image))
+
+
+def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
+    """The semantic network's processing of one image ``x`` (1, 1, 28, 28) in [0, 1]."""
+    from whiteboxdl.semantic.network import processing_steps
+
+    out = processing_steps(model, x)
+    names = [str(c) for c in model.class_names]
+    steps = [(colour_map(out["input"][0, 0], signed=False), "input (what the network sees)"),
+             (colour_map(out["two_step"][0, 0], signed=True), "two-step layer (blue < 0 < red)")]
+    if model.conv is not None:
+        steps.append((colour_map(out["conv"][0, 0], signed=True), "convolutional semantic layer"))
+    poses = [(colour_map(out["class_pose_image"][0, j], signed=True),
+              f"class {name}: feature {int(out['class_feature'][0, j])}, "
+              f"match {float(out['class_match'][0, j]):.3f}")
+             for j, name in enumerate(names)]
+    probs = {name: float(p) for name, p in zip(names, out["probs"][0])}
+    logits = {name: float(v) for name, v in zip(names, out["logits"][0])}
+    return WhiteboxView(steps, poses, probs, logits, names[int(out["prediction"][0])])
+
+
+def whitebox_attack(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None
+                    ) -> tuple[torch.Tensor, int]:
+    """APGD-CE (official AutoAttack) on one image at L-inf radius ``eps``.
+
+    ``label`` is the true class name (e.g. ``"3"``) or ``None``/``"auto …"`` for the predicted
+    class. Returns the adversarial image and the label used.
+    """
+    eps = check_number("epsilon", eps, 1e-4, 1.0)
+    names = [str(c) for c in model.class_names]
+    if label is None or str(label).startswith("auto"):
+        with torch.no_grad():
+            y = int(model(x).argmax(1))
+    elif str(label) in names:
+        y = names.index(str(label))
+    else:
+        raise ValueError(f"true label {label!r} is not a class of this network; choose one of "
+                         f"{names}")
+    try:
+        from whiteboxdl.robustness.attacks import attack
+    except ImportError as exc:
+        raise ValueError(f"the attacks module is not installed in this build ({exc})") from None
+    x_adv = attack(model, x, torch.tensor([y]), eps, name="apgd-ce")
+    return x_adv.detach(), y
+
+
+def sample_semantic_digit(model: nn.Module, rng: random.Random | None = None
+                          ) -> tuple[Image.Image, str]:
+    """A random MNIST test digit of one of the semantic network's classes, and what it is."""
+    rng = rng or random.Random()
+    _, y = _mnist_test()
+    digits = [int(c) for c in model.class_names]
+    candidates = torch.isin(y, torch.tensor(digits)).nonzero()[:, 0]
+    index = int(candidates[rng.randrange(len(candidates))])
+    img, label = mnist_digit(index)
+    return img, f"MNIST test image #{index} (label {label})"

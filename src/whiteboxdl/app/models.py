@@ -22,7 +22,8 @@ from torch import nn
 
 from whiteboxdl.data.imagenet import class_choices, imagenet_classes
 
-MNIST_DIGITS = tuple(str(d) for d in range(10))
+MNIST_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SEMANTIC_KEY = "semantic"
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,21 @@ def _load_mnist_cnn() -> nn.Module:
     return get_cnn("mnist")
 
 
+def _load_semantic() -> nn.Module:
+    try:
+        from whiteboxdl.semantic import get_semantic_model
+    except ImportError as exc:
+        raise ValueError(f"the semantic-feature network is not installed in this build ({exc})"
+                         ) from None
+    return get_semantic_model()
+
+
 def _imagenet_loader(name: str, random_weights: bool) -> Callable[[], nn.Module]:
     def load() -> nn.Module:
-        from whiteboxdl.models.zoo import load_classifier
+        from whiteboxdl.models.zoo import load_classifier, weights_available
 
-        return load_classifier(name, weights=None if random_weights else "DEFAULT")
+        random_init = random_weights and not weights_available(name)
+        return load_classifier(name, weights=None if random_init else "DEFAULT")
     return load
 
 
@@ -100,8 +111,9 @@ class ModelRegistry:
         self._by_key = {spec.key: spec for spec in self.specs}
         self._by_label = {spec.label: spec for spec in self.specs}
         self._models: dict[str, nn.Module] = {}
-        self._locks = {spec.key: threading.Lock() for spec in self.specs}
+        self._locks: dict[str, threading.Lock] = {}
         self._custom = set(self.loaders)
+        self._guard = threading.Lock()
         for spec in self.specs:
             if spec.key not in self.loaders:
                 self.loaders[spec.key] = (_load_mnist_cnn if spec.family == "mnist"
@@ -135,10 +147,10 @@ class ModelRegistry:
             from whiteboxdl.models.zoo import weights_available, weights_path
         except ImportError:
             return False, "the model zoo (whiteboxdl.models.zoo) is not installed"
-        if self.random_weights:
-            return True, "RANDOM weights (started with --random-weights): predictions are meaningless"
         if weights_available(spec.key):
             return True, "ImageNet weights found"
+        if self.random_weights:
+            return True, "RANDOM weights (started with --random-weights): predictions are meaningless"
         return False, (f"no ImageNet weights here: copy the torchvision file to "
                        f"{weights_path(spec.key)} (or run once online) and restart the app")
 
@@ -151,10 +163,24 @@ class ModelRegistry:
         usable, why = self.availability(spec.key)
         if not usable:
             raise ValueError(f"{spec.label} is not available: {why}")
-        with self._locks[spec.key]:
-            if spec.key not in self._models:
-                model = self.loaders[spec.key]().eval()
+        return self._load_once(spec.key, self.loaders[spec.key])
+
+    def semantic(self) -> nn.Module:
+        """The white-box semantic network (3 vs 5 by default), trained on first use, loaded once."""
+        if SEMANTIC_KEY in self._models:
+            return self._models[SEMANTIC_KEY]
+        loader = self.loaders.get(SEMANTIC_KEY, _load_semantic)
+        return self._load_once(SEMANTIC_KEY, loader)
+
+    def _load_once(self, key: str, loader: Callable[[], nn.Module]) -> nn.Module:
+        with self._lock_for(key):
+            if key not in self._models:
+                model = loader().eval()
                 for param in model.parameters():
                     param.requires_grad_(False)
-                self._models[spec.key] = model
-        return self._models[spec.key]
+                self._models[key] = model
+        return self._models[key]
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())

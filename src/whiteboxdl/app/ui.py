@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from whiteboxdl.app import handlers  # noqa: E402
 from whiteboxdl.app.inputs import AUTO_TARGET, image_from_upload  # noqa: E402
 from whiteboxdl.app.models import ModelRegistry, ModelSpec  # noqa: E402
+from whiteboxdl.data.images import to_pil  # noqa: E402
 
 log = logging.getLogger("whiteboxdl.app")
 DEFAULT_HOST = "127.0.0.1"
@@ -72,7 +73,7 @@ def _model_note(registry: ModelRegistry) -> str:
     lines = []
     for spec in registry.specs:
         usable, why = registry.availability(spec.key)
-        lines.append(f"- {'✅' if usable else '⛔'} **{spec.label}** — {why}")
+        lines.append(f"- **{spec.label}**: {'available' if usable else 'UNAVAILABLE'} — {why}")
     return "\n".join(lines)
 
 
@@ -89,7 +90,7 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
     first = registry.specs[0]
     with gr.Row():
         with gr.Column(scale=1):
-            image = ValidatedImage(label="Input image", type="pil", height=260,
+            image = ValidatedImage(label="Input image", type="pil", height=260, format="png",
                                    sources=["upload", "clipboard"], elem_id="pb-input")
             gr.Examples([[str(p)] for p in handlers.example_files()], inputs=[image],
                         label="Examples (MNIST test digits and photos)", examples_per_page=14)
@@ -174,6 +175,81 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
               [*outputs, top_input, plot, status], api_name="explain")
 
 
+def _view_outputs(view: handlers.WhiteboxView) -> list[Any]:
+    return [view.steps, view.poses, view.probs, view.status()]
+
+
+def whitebox_tab(registry: ModelRegistry) -> None:
+    """The 'White-box network' tab: the semantic network's processing of one digit, and APGD-CE."""
+    gr.Markdown("The semantic-feature network (MNIST 3 vs 5) is interpretable by inspection: "
+                "each layer's output and the pose of each class's best-matching feature are "
+                "shown. It is trained on first use (about a minute) and cached.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            sketch = gr.Sketchpad(label="Draw a digit (3 or 5)", type="numpy", height=300,
+                                  canvas_size=(280, 280), elem_id="wb-sketch",
+                                  brush=gr.Brush(default_size=14, colors=["#000000"],
+                                                 color_mode="fixed"))
+            with gr.Row():
+                use_drawing = gr.Button("Use drawing", size="sm")
+                sample = gr.Button("Sample from the test set", size="sm")
+            digit = ValidatedImage(label="Digit (as the network sees it, 28×28)", type="pil",
+                                   format="png", height=200, sources=["upload", "clipboard"],
+                                   elem_id="wb-digit")
+            inspect = gr.Button("Inspect", variant="primary", elem_id="wb-inspect")
+            with gr.Accordion("Attack", open=True):
+                eps = gr.Slider(0.01, 0.5, value=0.3, step=0.01, label="L∞ radius ε")
+                label = gr.Radio(["auto – predicted class"], value="auto – predicted class",
+                                 label="True label")
+                run_attack = gr.Button("Attack with APGD-CE", elem_id="wb-attack")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="wb-status")
+            views = []
+            with gr.Row():
+                for name, title in (("clean", "Clean image"), ("adv", "Adversarial image")):
+                    with gr.Column():
+                        gr.Markdown(f"### {title}")
+                        note = gr.Markdown()
+                        steps = gr.Gallery(label="processing steps", columns=3, height=200,
+                                           format="png", elem_id=f"wb-{name}-steps")
+                        poses = gr.Gallery(label="best-matching pose of each class", columns=2,
+                                           height=200, format="png", elem_id=f"wb-{name}-poses")
+                        probs = gr.Label(label="class probabilities")
+                    views.append([steps, poses, probs, note])
+
+    @user_errors
+    def on_use_drawing(value):
+        return to_pil(handlers.semantic_input(value)[0], signed=False)
+
+    @user_errors
+    def on_sample():
+        model = registry.semantic()
+        img, info = handlers.sample_semantic_digit(model)
+        return img, info
+
+    @user_errors
+    def on_inspect(img):
+        model = registry.semantic()
+        view = handlers.whitebox_view(model, handlers.semantic_input(img))
+        choices = ["auto – predicted class", *[str(c) for c in model.class_names]]
+        return [*_view_outputs(view), gr.update(choices=choices)]
+
+    @user_errors
+    def on_attack(img, radius, true_label):
+        model = registry.semantic()
+        x_adv, y = handlers.whitebox_attack(model, handlers.semantic_input(img), radius,
+                                            true_label)
+        view = handlers.whitebox_view(model, x_adv)
+        view_status = (f"APGD-CE at ε = {float(radius):g} against true label "
+                       f"{model.class_names[y]}: {view.status()}")
+        return [view.steps, view.poses, view.probs, view_status]
+
+    use_drawing.click(on_use_drawing, [sketch], [digit], api_name=False)
+    sample.click(on_sample, None, [digit, status], api_name="whitebox_sample")
+    inspect.click(on_inspect, [digit], [*views[0], label], api_name="whitebox")
+    run_attack.click(on_attack, [digit, eps, label], views[1], api_name="attack")
+
+
 def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
     """The whole app as a ``gr.Blocks`` (not launched)."""
     registry = registry or ModelRegistry()
@@ -182,6 +258,8 @@ def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
                     "white-box semantic-feature network, in the browser.")
         with gr.Tab("Excitation pullbacks"):
             pullbacks_tab(registry)
+        with gr.Tab("White-box network"):
+            whitebox_tab(registry)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
 

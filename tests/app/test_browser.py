@@ -1,0 +1,58 @@
+"""A real browser (Debian Chromium via Playwright) uses the app like a person would."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is missing: install Debian's chromium "
+                              "(`make system-deps` does it as root)"),
+]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def _rendered(page, selector: str) -> bool:
+    """Whether every <img> under ``selector`` finished loading with a non-zero size."""
+    return page.eval_on_selector_all(
+        f"{selector} img",
+        "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist):
+    from whiteboxdl.app.handlers import mnist_digit
+
+    digit, label = mnist_digit(0)
+    upload = tmp_path / "digit.png"
+    digit.resize((112, 112)).save(upload)
+    page.get_by_text("whiteboxdl explorer").first.wait_for()
+    page.locator("#pb-input input[type=file]").set_input_files(str(upload))
+    page.locator("#pb-input img").first.wait_for(state="visible")
+    page.locator("#pb-explain").click()
+    page.locator("#pullback-diff-slider img").first.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#pullback-diff-slider img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
+    status = page.locator("#pb-status").inner_text()
+    assert f"target {label} – {label}" in status   # auto target = the predicted class
+    shot = tmp_path / "app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
