@@ -36,7 +36,7 @@ def _rendered(page, selector: str) -> bool:
         "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
 
 
-def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist):
+def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cnn, pullbacks):
     from whiteboxdl.app.handlers import mnist_digit
 
     digit, label = mnist_digit(0)
