@@ -3,7 +3,7 @@
 The MNIST CNN and the semantic network come from the project's cache when they were trained
 already (``get_cnn("mnist")``, ``get_semantic_model()``). When they are missing, a short run of
 the same training code trains them here instead of the full recipe: the CNN for one epoch on
-12,000 MNIST images (~10-20 s on 2 CPU cores), the semantic network for one epoch (~5-10 s).
+5,000 MNIST images (~10-30 s on 2 busy CPU cores), the semantic network for one epoch (~5-10 s).
 """
 
 from __future__ import annotations
@@ -36,16 +36,18 @@ def trained_cnn():
 
         x, y = load_mnist("train")
         xt, yt = load_mnist("test")
-        model, _ = train_cnn("mnist", epochs=1, train_data=(x[:12000], y[:12000]),
-                             test_data=(xt[:500], yt[:500]), progress=False)
+        model, _ = train_cnn("mnist", epochs=1, train_data=(x[:5000], y[:5000]),
+                             test_data=(xt[:200], yt[:200]), progress=False)
         return model
 
 
 @lru_cache(maxsize=1)
 def trained_semantic():
     """The cached 3-vs-5 semantic network, or one trained for one epoch with the same recipe."""
-    from whiteboxdl.semantic import get_semantic_model
-
+    try:
+        from whiteboxdl.semantic import get_semantic_model
+    except ImportError:
+        from whiteboxdl.semantic.train import get_semantic_model
     try:
         return get_semantic_model(train_if_missing=False)
     except FileNotFoundError:

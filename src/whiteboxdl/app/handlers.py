@@ -61,10 +61,33 @@ class Explanation:
     top_input: dict[str, float]
     runs: dict[str, MethodRun] = field(default_factory=dict)
 
-    def logit_rows(self) -> list[tuple[int, float, str]]:
-        """``(step, target logit, method)`` rows for the per-step plot (step 0 = the input)."""
-        return [(step, value, method) for method, run in self.runs.items()
-                for step, value in enumerate(run.target_logits)]
+    def logit_table(self) -> tuple[list[str], list[list[float]]]:
+        """Header and rows ``[step, logit of each method]`` (step 0 = the input)."""
+        methods = list(self.runs)
+        steps = len(next(iter(self.runs.values())).target_logits) if self.runs else 0
+        rows = [[step, *(round(self.runs[m].target_logits[step], 4) for m in methods)]
+                for step in range(steps)]
+        return ["step", *methods], rows
+
+    def logit_figure(self):
+        """Matplotlib figure of the target logit per step, one line per method.
+
+        Built without pyplot (whose global state is not thread-safe), so concurrent requests
+        can draw at the same time.
+        """
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5.0, 2.6))
+        ax = fig.add_subplot()
+        for method, run in self.runs.items():
+            ax.plot(range(len(run.target_logits)), run.target_logits, marker="o", label=method)
+        ax.set_xlabel("step (0 = input)")
+        ax.set_ylabel(f"logit of {self.target_label}")
+        ax.set_title("Target logit per ascent step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        return fig
 
     def status(self) -> str:
         parts = [f"target **{self.target_label}**"]

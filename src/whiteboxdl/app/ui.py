@@ -29,26 +29,28 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 #: How many requests run at once (threads sharing the models); the rest wait in the queue.
 CONCURRENCY = 4
-LOGIT_COLUMNS = ["step", "target logit", "method"]
 
 
-class ValidatedImage(gr.Image):
-    """``gr.Image`` whose upload is decoded by whiteboxdl's validating loader.
+def _decode_upload(payload):
+    if payload is None:
+        return None
+    source = payload.url if payload.url and payload.url.startswith("data:") else payload.path
+    try:
+        return image_from_upload(source)
+    except ValueError as exc:
+        raise gr.Error(f"Invalid image: {exc}", print_exception=False) from None
+
+
+def validated_image(**kwargs) -> gr.Image:
+    """A ``gr.Image`` whose uploads are decoded by whiteboxdl's validating loader (PIL RGB).
 
     Non-images, decompression bombs, oversized files and NaN arrays become a user-facing
-    ``gr.Error`` (never a stack trace). Rendered by the stock image front end.
+    ``gr.Error`` instead of a stack trace. (The method is replaced on the instance: a subclass
+    would make Gradio write a ``.pyi`` stub next to this file.)
     """
-
-    is_template = True  # use the parent's front-end component
-
-    def preprocess(self, payload):  # type: ignore[override]
-        if payload is None:
-            return None
-        source = payload.url if payload.url and payload.url.startswith("data:") else payload.path
-        try:
-            return image_from_upload(source)
-        except ValueError as exc:
-            raise gr.Error(f"Invalid image: {exc}", print_exception=False) from None
+    image = gr.Image(type="pil", format="png", **kwargs)
+    image.preprocess = _decode_upload
+    return image
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -90,7 +92,7 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
     first = registry.specs[0]
     with gr.Row():
         with gr.Column(scale=1):
-            image = ValidatedImage(label="Input image", type="pil", height=260, format="png",
+            image = validated_image(label="Input image", height=260,
                                    sources=["upload", "clipboard"], elem_id="pb-input")
             gr.Examples([[str(p)] for p in handlers.example_files()], inputs=[image],
                         label="Examples (MNIST test digits and photos)", examples_per_page=14)
@@ -101,6 +103,7 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
                                 label="Model", elem_id="pb-model")
             model_note = gr.Markdown(_model_note(registry))
             target = gr.Dropdown(_target_choices(first), value=AUTO_TARGET, filterable=True,
+                                 allow_custom_value=True,
                                  label="Target class (type to search)", elem_id="pb-target")
             quick = gr.Radio(_quick_choices(first), label="Quick picks", value=None)
             with gr.Accordion("Settings", open=True):
@@ -124,18 +127,20 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
                                     ("gradient", "Vanilla gradient ascent")):
                     with gr.Column(visible=name == "pullback") as column:
                         gr.Markdown(f"### {title}")
-                        diff = gr.ImageSlider(label="perturbed ↔ difference (min–max scaled)",
-                                              type="pil", format="png",
-                                              elem_id=f"{name}-diff-slider")
-                        versus = gr.ImageSlider(label="perturbed ↔ input", type="pil",
-                                                format="png", elem_id=f"{name}-input-slider")
+                        with gr.Row():
+                            diff = gr.ImageSlider(label="perturbed ↔ difference (min–max scaled)",
+                                                  type="pil", format="png",
+                                                  elem_id=f"{name}-diff-slider")
+                            versus = gr.ImageSlider(label="perturbed ↔ input", type="pil",
+                                                    format="png", elem_id=f"{name}-input-slider")
                         top = gr.Label(num_top_classes=handlers.TOP_K,
                                        label="Top-5 of the perturbed image")
                     columns.append(column)
                     outputs += [diff, versus, top]
             top_input = gr.Label(num_top_classes=handlers.TOP_K, label="Top-5 of the input")
-            plot = gr.LinePlot(pd.DataFrame(columns=LOGIT_COLUMNS), x="step", y="target logit",
-                               color="method", label="Target logit per step", height=240)
+            with gr.Row():
+                plot = gr.Plot(label="Target logit per step", scale=2)
+                table = gr.Dataframe(label="Target logit per step", interactive=False, scale=1)
 
     @user_errors
     def on_model(label: str):
@@ -168,11 +173,12 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
             run_ = result.runs.get(name)
             values += ([(run_.perturbed, run_.difference), (run_.perturbed, result.input),
                         run_.top] if run_ else [None, None, None])
-        rows = pd.DataFrame(result.logit_rows(), columns=LOGIT_COLUMNS)
-        return [*values, result.top_input, rows, result.status()]
+        header, rows = result.logit_table()
+        return [*values, result.top_input, result.logit_figure(), pd.DataFrame(rows, columns=header),
+                result.status()]
 
     run.click(on_explain, [image, model, target, steps, alpha, eps, temperature, gate, method],
-              [*outputs, top_input, plot, status], api_name="explain")
+              [*outputs, top_input, plot, table, status], api_name="explain")
 
 
 def _view_outputs(view: handlers.WhiteboxView) -> list[Any]:
@@ -193,9 +199,8 @@ def whitebox_tab(registry: ModelRegistry) -> None:
             with gr.Row():
                 use_drawing = gr.Button("Use drawing", size="sm")
                 sample = gr.Button("Sample from the test set", size="sm")
-            digit = ValidatedImage(label="Digit (as the network sees it, 28×28)", type="pil",
-                                   format="png", height=200, sources=["upload", "clipboard"],
-                                   elem_id="wb-digit")
+            digit = validated_image(label="Digit (as the network sees it, 28×28)", height=200,
+                                    sources=["upload", "clipboard"], elem_id="wb-digit")
             inspect = gr.Button("Inspect", variant="primary", elem_id="wb-inspect")
             with gr.Accordion("Attack", open=True):
                 eps = gr.Slider(0.01, 0.5, value=0.3, step=0.01, label="L∞ radius ε")
