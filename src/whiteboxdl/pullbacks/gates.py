@@ -1,0 +1,320 @@
+"""Autograd Functions whose forward is the original op and whose backward is a soft rule.
+
+Every Function here calls the original PyTorch op in ``forward`` (so outputs are bit-identical)
+and replaces only the backward pass:
+
+* :class:`SoftGate` — element-wise activations (ReLU, SiLU, GELU): ``grad_in = grad_out * gate(z)``
+  with ``gate`` = ``sigmoid(z / T)`` or the normal CDF ``Phi(z / T)``; saves the pre-activation only.
+* :class:`SoftMaxPool` — max-pool 1d/2d/3d: the gradient is routed over each window with
+  ``softmax(x_window / T)`` weights (``"detached"``) or by the derivative of the smooth max
+  ``sum x * softmax(x / T)`` (``"smoothmax"``, the paper's version). Windows follow kernel, stride,
+  padding, dilation and ceil_mode exactly; padding never receives weight. Window weights are
+  recomputed in backward from the saved input.
+* :class:`ConstantStatsLayerNorm` — LayerNorm with mean and variance constant in backward.
+* :class:`ConstantWeightsAttention` — ``scaled_dot_product_attention`` with the attention weights
+  (softened by ``T``) constant in backward: the gradient flows through the values only.
+
+Example
+-------
+>>> import torch
+>>> from whiteboxdl.pullbacks.gates import soft_relu
+>>> z = torch.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+>>> soft_relu(z, temperature=0.3).sum().backward()
+>>> [round(v, 4) for v in z.grad.tolist()]
+[0.0344, 0.5, 0.9987]
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GateFn = Callable[[Tensor, float], Tensor]
+
+
+def sigmoid_gate(z: Tensor, temperature: float) -> Tensor:
+    """The paper's soft gate ``sigmoid(z / T)``."""
+    return torch.sigmoid(z / temperature)
+
+
+def normal_gate(z: Tensor, temperature: float) -> Tensor:
+    """The later revision's "expected gating" ``Phi(z / T)`` (standard normal CDF)."""
+    return torch.special.ndtr(z / temperature)
+
+
+#: Gate functions by name.
+GATES: dict[str, GateFn] = {"sigmoid": sigmoid_gate, "normal": normal_gate}
+
+#: Max-pool backward rules: paper's smooth-max derivative, later detached softmax routing.
+MAXPOOL_RULES = ("smoothmax", "detached")
+
+
+def check_temperature(value: object, name: str = "temperature") -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) \
+            or float(value) <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def get_gate(gate: str | GateFn) -> GateFn:
+    """Look up a gate by name (``"sigmoid"`` or ``"normal"``); callables pass through."""
+    if callable(gate):
+        return gate
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; choose one of {sorted(GATES)}")
+    return GATES[gate]
+
+
+def check_maxpool_rule(rule: str) -> str:
+    if rule not in MAXPOOL_RULES:
+        raise ValueError(f"unknown maxpool_rule {rule!r}; choose one of {list(MAXPOOL_RULES)}")
+    return rule
+
+
+def _original(call: Callable[[], object]):
+    """Run the original op with every TorchFunctionMode disabled (no re-interception)."""
+    with torch._C.DisableTorchFunction():
+        return call()
+
+
+class SoftGate(torch.autograd.Function):
+    """Element-wise activation with a soft-gated backward.
+
+    ``apply(z, op, gate, temperature, inplace)``: ``op(z)`` is the original activation (it may be
+    in-place, then ``inplace=True`` and a copy of the pre-activation is kept for backward).
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, op: Callable[[Tensor], Tensor], gate: GateFn,  # type: ignore[override]
+                temperature: float, inplace: bool) -> Tensor:
+        saved = z.clone() if inplace else z
+        out = _original(lambda: op(z))
+        if inplace:
+            ctx.mark_dirty(z)
+        ctx.save_for_backward(saved)
+        ctx.gate, ctx.temperature = gate, temperature
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        return grad * ctx.gate(z, ctx.temperature), None, None, None, None
+
+
+def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
+              inplace: bool = False) -> Tensor:
+    """``relu(z)`` with the soft-gated backward ``grad * gate(z / T)``."""
+    temperature = check_temperature(temperature)
+    op = torch.relu_ if inplace else torch.relu
+    return SoftGate.apply(z, op, get_gate(gate), temperature, inplace)
+
+
+# ----------------------------------------------------------------------------------- max-pool
+def _tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(int(v) for v in value)
+    if len(value) == 1:
+        return value * n
+    if len(value) != n:
+        raise ValueError(f"max-pool {name} must have 1 or {n} entries, got {value}")
+    return value
+
+
+class PoolGeometry:
+    """Kernel, stride, padding and dilation of an ``n``-d max-pool, normalised to tuples."""
+
+    def __init__(self, n: int, kernel_size, stride=None, padding=0, dilation=1):
+        self.n = n
+        self.kernel = _tuple(kernel_size, n, "kernel_size")
+        self.stride = self.kernel if stride is None or (not isinstance(stride, int)
+                                                        and len(stride) == 0) \
+            else _tuple(stride, n, "stride")
+        self.padding = _tuple(padding, n, "padding")
+        self.dilation = _tuple(dilation, n, "dilation")
+
+    def window_index(self, in_size: Sequence[int], out_size: Sequence[int], device):
+        """Flat indices into the padded input of every window element, shape (L, K), plus the
+        padded size, per-dim left padding and a (L, K) mask of real (non-padding) elements."""
+        padded, index, valid = [], None, None
+        shape_len = 2 * self.n
+        for i in range(self.n):
+            k, s, p, d = self.kernel[i], self.stride[i], self.padding[i], self.dilation[i]
+            need = (out_size[i] - 1) * s + d * (k - 1) + 1
+            size = max(in_size[i] + 2 * p, need)
+            padded.append(size)
+            pos = (torch.arange(out_size[i], device=device) * s)[:, None] \
+                + (torch.arange(k, device=device) * d)[None, :]
+            real = (pos >= p) & (pos < p + in_size[i])
+            view = [1] * shape_len
+            view[i], view[self.n + i] = out_size[i], k
+            pos, real = pos.view(view), real.view(view)
+            index = pos if index is None else index * size + pos
+            valid = real if valid is None else valid & real
+        n_out, n_k = math.prod(out_size), math.prod(self.kernel)
+        index = index.expand(*out_size, *self.kernel).reshape(n_out, n_k)
+        valid = valid.expand(*out_size, *self.kernel).reshape(n_out, n_k)
+        return index, valid, padded
+
+
+def soft_pool_weights(windows: Tensor, valid: Tensor, temperature: float, rule: str) -> Tensor:
+    """Backward weights of each window element (last dim = window).
+
+    ``detached``: ``softmax(x / T)``. ``smoothmax``: derivative of ``sum x * softmax(x / T)``,
+    i.e. ``p * (1 + (x - sum p x) / T)``. Padding (``valid == False``) gets weight 0.
+    """
+    p = torch.softmax(windows / temperature, dim=-1)
+    if rule == "detached":
+        return p
+    x = torch.where(valid, windows, torch.zeros((), dtype=windows.dtype, device=windows.device))
+    mean = (p * x).sum(-1, keepdim=True)
+    return p * (1 + torch.where(valid, x - mean, torch.zeros_like(x)) / temperature)
+
+
+class SoftMaxPool(torch.autograd.Function):
+    """Max-pool whose backward routes the gradient softly over each window.
+
+    ``apply(x, op, geometry, temperature, rule)``: ``op(x)`` is the original pooling call; it may
+    return ``(output, indices)``, the indices are non-differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, op, geometry: PoolGeometry, temperature: float,  # type: ignore[override]
+                rule: str):
+        result = _original(lambda: op(x))
+        out = result[0] if isinstance(result, tuple) else result
+        ctx.save_for_backward(x)
+        ctx.geometry, ctx.temperature, ctx.rule = geometry, temperature, rule
+        ctx.out_size = tuple(out.shape[-geometry.n:])
+        if isinstance(result, tuple):
+            ctx.mark_non_differentiable(result[1])
+        return result
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, *unused):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return soft_pool_backward(x, grad, ctx.geometry, ctx.out_size, ctx.temperature,
+                                  ctx.rule), None, None, None, None
+
+
+def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
+                       temperature: float, rule: str) -> Tensor:
+    """Input gradient of a max-pool under soft window routing (see :class:`SoftMaxPool`)."""
+    n = geometry.n
+    in_size = tuple(x.shape[-n:])
+    index, valid, padded = geometry.window_index(in_size, out_size, x.device)
+    lead = x.shape[:-n]
+    xb = x.reshape(-1, *in_size)
+    pads: list[int] = []
+    for i in reversed(range(n)):
+        left = geometry.padding[i]
+        pads += [left, padded[i] - in_size[i] - left]
+    xp = F.pad(xb, pads, value=-math.inf).reshape(xb.shape[0], -1)
+    windows = xp[:, index]                                               # (B, L, K)
+    weights = soft_pool_weights(windows, valid, temperature, rule)
+    contrib = weights * grad.reshape(xb.shape[0], -1, 1)
+    out = torch.zeros_like(xp).index_add_(1, index.reshape(-1), contrib.reshape(xb.shape[0], -1))
+    out = out.reshape(xb.shape[0], *padded)
+    crop = (slice(None),) + tuple(slice(geometry.padding[i], geometry.padding[i] + in_size[i])
+                                  for i in range(n))
+    return out[crop].reshape(*lead, *in_size)
+
+
+def soft_max_pool(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                  ceil_mode: bool = False, return_indices: bool = False,
+                  temperature: float = 0.3, rule: str = "smoothmax"):
+    """``F.max_pool{1,2,3}d`` (by ``x.ndim``; batched input) with soft routing in backward."""
+    n = x.ndim - 2
+    if n not in (1, 2, 3):
+        raise ValueError(f"expected a batched 1d/2d/3d input (N, C, ...), got shape {tuple(x.shape)}")
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
+    geometry = PoolGeometry(n, kernel_size, stride, padding, dilation)
+
+    def op(t):
+        return pool(t, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                    return_indices=return_indices)
+
+    return SoftMaxPool.apply(x, op, geometry, check_temperature(temperature),
+                             check_maxpool_rule(rule))
+
+
+# ---------------------------------------------------------------------------------- LayerNorm
+class ConstantStatsLayerNorm(torch.autograd.Function):
+    """LayerNorm with mean and variance treated as constants in backward.
+
+    ``apply(x, weight, bias, op, n_dims, eps)``: backward gives ``grad * weight / sigma`` for ``x``
+    and the usual gradients for ``weight`` and ``bias``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, op, n_dims: int, eps: float):  # type: ignore[override]
+        out = _original(lambda: op(x, weight, bias))
+        ctx.save_for_backward(x, weight)
+        ctx.n_dims, ctx.eps, ctx.has_bias = n_dims, eps, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dims = tuple(range(x.ndim - ctx.n_dims, x.ndim))
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        rstd = torch.rsqrt(var + ctx.eps)
+        grad_x = grad * rstd if weight is None else grad * weight * rstd
+        lead = tuple(range(x.ndim - ctx.n_dims))
+        grad_w = (grad * (x - mean) * rstd).sum(lead) if weight is not None \
+            and ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(lead) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+# ---------------------------------------------------------------------------------- attention
+def attention_weights(q: Tensor, k: Tensor, attn_mask: Optional[Tensor], is_causal: bool,
+                      scale: Optional[float], enable_gqa: bool, temperature: float) -> Tensor:
+    """``softmax(q k^T * scale / T + mask)`` with the conventions of ``scaled_dot_product_attention``."""
+    if enable_gqa and k.shape[-3] != q.shape[-3]:
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * (scale / temperature)
+    L, S = q.shape[-2], k.shape[-2]
+    if is_causal:
+        causal = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~causal, -math.inf)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, -math.inf)
+        else:
+            scores = scores + attn_mask / temperature
+    return torch.softmax(scores, dim=-1)
+
+
+class ConstantWeightsAttention(torch.autograd.Function):
+    """``scaled_dot_product_attention`` whose attention weights are constant in backward.
+
+    ``apply(q, k, v, op, attn_mask, is_causal, scale, enable_gqa, temperature)``: the gradient
+    reaches ``v`` as ``A_T^T grad`` with ``A_T`` the weights softened by ``T``; ``q`` and ``k`` get 0.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, op, attn_mask, is_causal, scale, enable_gqa,  # type: ignore[override]
+                temperature):
+        out = _original(lambda: op(q, k, v))
+        ctx.save_for_backward(q, k)
+        ctx.args = (attn_mask, is_causal, scale, enable_gqa, temperature)
+        ctx.v_heads = v.shape[-3] if v.ndim >= 3 else None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        q, k = ctx.saved_tensors
+        weights = attention_weights(q, k, *ctx.args)
+        grad_v = weights.transpose(-2, -1) @ grad
+        if ctx.v_heads is not None and grad_v.shape[-3] != ctx.v_heads:   # grouped-query attention
+            groups = grad_v.shape[-3] // ctx.v_heads
+            grad_v = grad_v.unflatten(-3, (ctx.v_heads, groups)).sum(-3)
+        return None, None, grad_v, None, None, None, None, None, None
