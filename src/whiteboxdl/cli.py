@@ -22,6 +22,7 @@ from whiteboxdl import __version__
 COMMAND_MODULES = (
     "whiteboxdl.demo",
     "whiteboxdl.data.cli",
+    "whiteboxdl.models.cli",
     "whiteboxdl.app.cli",
 )
 
