@@ -1,0 +1,329 @@
+"""Semantic layers: each is an explicit (base feature, pose set, locality function) triple.
+
+* :class:`TwoStep` — the real-valued "ON / OFF / meh" pixel feature (8 parameters), with the
+  analytic normaliser, so a sample's output never depends on the rest of the batch;
+* :class:`ConvSemantic` — base kernels matched in all rotations (max over kernels and poses);
+* :class:`AffineSemantic` — base features matched in learnable affine poses (max over poses);
+* :class:`Logical` — per class, its own block top-1 masked and rolled, the other blocks dense.
+
+Layers with constraints have ``regularize_()`` (called by the training loop after each optimiser
+step); layers with poses expose them and return the matching pose with ``return_pose=True``.
+
+Example
+-------
+>>> import torch
+>>> x = torch.rand(4, 1, 28, 28)
+>>> h = TwoStep()(x)
+>>> c, pose = ConvSemantic()(h, return_pose=True)
+>>> a = AffineSemantic()(c)
+>>> Logical(n_classes=2)(a).shape, pose.shape
+(torch.Size([4, 2]), torch.Size([4, 28, 28]))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from whiteboxdl.semantic.samplers import AffinePoses, RotationPoses, block_roll_index
+
+
+def _unit_norm(t: torch.Tensor, dims: int, eps: float = 1e-12) -> torch.Tensor:
+    """Divide by the L2 norm over the last ``dims`` dimensions."""
+    norm = t.flatten(-dims).norm(dim=-1).clamp_min(eps)
+    return t / norm.view(*norm.shape, *([1] * dims))
+
+
+class TwoStep(nn.Module):
+    """Two-step real-valued pixel feature: [0,1] -> [-1,1], OFF / meh / ON (8 parameters).
+
+    ``y = 2x - 1`` is split at ``T0 = 2 t0 - 1 < 0 < T1 = 2 t1 - 1`` into four softsign pieces
+    ``z = (y - T) / (s + |y - T|)`` with one scale each (``scales`` in piece order
+    ``[y<T0, T0<=y<0, 0<=y<T1, y>=T1]``):
+
+    * inner pieces: ``a (z + sh) / |sh|`` with ``sh = T / (s + |T|)``, mapping ``[T0,0) -> [-a0,0)``
+      and ``[0,T1) -> [0,a1)``;
+    * outer pieces: ``z (1 - a) / M + sign(T) a`` with ``M = D / (s + D)``, ``D = 1 - |T|``, the
+      analytic largest ``|z|`` over ``y`` in ``[-1,1]``; they map onto ``[-1,-a0]`` and ``[a1,1]``.
+
+    Example
+    -------
+    >>> layer = TwoStep()
+    >>> layer(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])).tolist()
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    """
+
+    def __init__(self, a: tuple[float, float] = (0.5, 0.5), t: tuple[float, float] = (0.25, 0.75),
+                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1)):
+        super().__init__()
+        if len(a) != 2 or len(t) != 2 or len(scales) != 4:
+            raise ValueError(f"need 2 heights a, 2 thresholds t and 4 scales, got {a}, {t}, {scales}")
+        self.a = nn.Parameter(torch.tensor(a, dtype=torch.float32))
+        self.t = nn.Parameter(torch.tensor(t, dtype=torch.float32))
+        self.scales = nn.Parameter(torch.tensor(scales, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise map of ``x`` (values in [0, 1]) to [-1, 1]."""
+        y = 2 * x - 1
+        big_t = 2 * self.t - 1  # (T0, T1)
+        neg = y < 0
+        outer = torch.where(neg, y < big_t[0], y >= big_t[1])
+        piece = torch.where(neg, torch.where(outer, 0, 1), torch.where(outer, 3, 2))
+        side = (~neg).long()  # 0: uses T0 / a0, 1: uses T1 / a1
+        T, a, s = big_t[side], self.a[side], self.scales[piece]
+        d = y - T
+        z = d / (s + d.abs())
+        abs_t = T.abs()
+        sh = T / (s + abs_t)
+        inner_out = a * (z + sh) / sh.abs()
+        far = 1 - abs_t
+        outer_out = z * (1 - a) * (s + far) / far + torch.sign(T) * a
+        return torch.where(outer, outer_out, inner_out)
+
+    @torch.no_grad()
+    def regularize_(self) -> None:
+        """Clip: a in [0.01,0.99], t0 in [0.01,0.49], t1 in [0.51,0.99], scales in [0.001,2]."""
+        self.a.clamp_(0.01, 0.99)
+        self.t[0].clamp_(0.01, 0.49)
+        self.t[1].clamp_(0.51, 0.99)
+        self.scales.clamp_(0.001, 2.0)
+
+
+class _ConvMax(torch.autograd.Function):
+    """``max`` over output channels of ``conv2d(x, weight, padding=size//2)``, with a sparse backward.
+
+    Forward: patches, matrix product and max in cache-sized chunks of images. Backward: only the
+    winning kernel at each position receives gradient, and only positions with a non-zero
+    incoming gradient (the layer's ReLU zeroes most of them) are visited: both gradients are one
+    ``index_add_`` over those positions' patches, instead of the two full convolutions autograd
+    would run.
+    """
+
+    ROWS = 4096  # patch rows per matrix product (the scores stay in cache)
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        k, c, s, _ = weight.shape
+        b, _, h, w = x.shape
+        pad = s // 2
+        xp = F.pad(x, (pad, pad, pad, pad))
+        wt = weight.reshape(k, -1).t()
+        value = torch.empty(b * h * w, dtype=x.dtype, device=x.device)
+        index = torch.empty(b * h * w, dtype=torch.long, device=x.device)
+        step = max(1, _ConvMax.ROWS // (h * w))
+        for i in range(0, b, step):
+            view = xp[i:i + step].unfold(2, s, 1).unfold(3, s, 1)  # (n, c, h, w, s, s)
+            cols = view.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * s * s)
+            rows = slice(i * h * w, i * h * w + cols.shape[0])
+            torch.max(cols @ wt, dim=1, out=(value[rows], index[rows]))
+        ctx.save_for_backward(xp, weight, index)
+        ctx.shape = (b, c, h, w)
+        ctx.mark_non_differentiable(index)
+        return value.view(b, 1, h, w), index.view(b, h, w)
+
+    @staticmethod
+    def backward(ctx, grad_value, _grad_index):
+        xp, weight, index = ctx.saved_tensors
+        b, c, h, w = ctx.shape
+        k, _, s, _ = weight.shape
+        hp, wp = xp.shape[-2:]
+        g = grad_value.reshape(-1)
+        active = g.nonzero().squeeze(1)
+        g_a = g.index_select(0, active).unsqueeze(1)
+        # flat index into xp of every patch element of every active position
+        bi, rem = active // (h * w), active % (h * w)
+        base = (bi * c * hp + rem // w) * wp + rem % w
+        ci, di, dj = torch.meshgrid(torch.arange(c), torch.arange(s), torch.arange(s), indexing="ij")
+        offsets = ((ci * hp + di) * wp + dj).reshape(-1).to(active.device)
+        targets = (base.unsqueeze(1) + offsets).reshape(-1)
+        index_a = index.index_select(0, active)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            chosen = weight.reshape(k, -1).index_select(0, index_a) * g_a  # (A, c*s*s)
+            grad_xp = torch.zeros(xp.numel(), dtype=xp.dtype, device=xp.device)
+            grad_xp.index_add_(0, targets, chosen.reshape(-1))
+            grad_x = grad_xp.view_as(xp)[..., s // 2:s // 2 + h, s // 2:s // 2 + w]
+        if ctx.needs_input_grad[1]:
+            cols = xp.reshape(-1).index_select(0, targets).view(-1, c * s * s)
+            grad_w = torch.zeros(k, c * s * s, dtype=weight.dtype, device=weight.device)
+            grad_w.index_add_(0, index_a, cols * g_a)
+            grad_w = grad_w.view_as(weight)
+        return grad_x, grad_w
+
+
+def conv_max(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max_k conv2d(x, weight[k], padding="same")`` and the winning kernel index per pixel.
+
+    Equal to ``F.conv2d(x, weight, padding=size // 2).max(1)`` (odd square kernels), with a
+    cheaper backward pass.
+
+    Example
+    -------
+    >>> v, i = conv_max(torch.rand(2, 1, 8, 8), torch.randn(6, 1, 3, 3))
+    >>> v.shape, i.shape
+    (torch.Size([2, 1, 8, 8]), torch.Size([2, 8, 8]))
+    """
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise ValueError(f"weight must be (K, C, s, s) with odd s, got {tuple(weight.shape)}")
+    if x.dim() != 4 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x must be (B, {weight.shape[1]}, H, W), got {tuple(x.shape)}")
+    return _ConvMax.apply(x, weight)
+
+
+class ConvSemantic(nn.Module):
+    """Convolutional semantic layer: base kernels in all rotations, max over kernels and poses.
+
+    ``n_kernels`` base kernels ``size x size`` (init: centre 1 + N(0, 0.1^2), L2-normalised), each
+    in ``n_rotations`` fixed rotations (``k * 360/n_rotations`` degrees, bilinear, zero padding),
+    every posed kernel L2-normalised. Output: ``relu(max_{kernel,pose} (x * g) / divisor)``,
+    one channel, same spatial size.
+
+    Example
+    -------
+    >>> layer = ConvSemantic()
+    >>> layer.posed_kernels().shape
+    torch.Size([2, 32, 5, 5])
+    """
+
+    def __init__(self, n_kernels: int = 2, size: int = 5, n_rotations: int = 32,
+                 divisor: float = 5.0, init_noise: float = 0.1):
+        super().__init__()
+        if size % 2 == 0:
+            raise ValueError(f"kernel size must be odd (same padding), got {size}")
+        kernels = init_noise * torch.randn(n_kernels, size, size)
+        kernels[:, size // 2, size // 2] += 1.0
+        self.kernels = nn.Parameter(_unit_norm(kernels, 2))
+        self.poses = RotationPoses(size, n_rotations)
+        self.divisor = float(divisor)
+
+    @property
+    def n_poses(self) -> int:
+        """Rotations per kernel."""
+        return self.poses.n_poses
+
+    def posed_kernels(self) -> torch.Tensor:
+        """``(n_kernels, n_rotations, s, s)`` unit-norm rotated kernels."""
+        return _unit_norm(self.poses(self.kernels), 2)
+
+    def forward(self, x: torch.Tensor, return_pose: bool = False):
+        """``(B, 1, H, W)`` -> ``(B, 1, H, W)``; with ``return_pose`` also the ``(B, H, W)`` index
+        ``kernel * n_rotations + rotation`` of the best-matching posed kernel."""
+        posed = self.posed_kernels()
+        weight = posed.reshape(-1, 1, *posed.shape[-2:])
+        value, index = conv_max(x, weight)
+        out = F.relu(value / self.divisor)
+        return (out, index) if return_pose else out
+
+    @torch.no_grad()
+    def regularize_(self) -> None:
+        """Renormalise the base kernels to unit L2 norm."""
+        self.kernels.copy_(_unit_norm(self.kernels, 2))
+
+
+class AffineSemantic(nn.Module):
+    """Affine semantic layer: base features matched in learnable affine poses.
+
+    ``n_features`` base features ``feature_size^2``, zero-padded to ``image_size^2`` (init
+    kaiming-uniform, L2-normalised), each with ``n_poses`` learnable 2x3 affine poses
+    (:class:`~whiteboxdl.semantic.samplers.AffinePoses`). Each warped pose is L2-normalised; the
+    output is ``relu(max_p <x, pose_p>)``, shape ``(B, n_features)``.
+
+    Example
+    -------
+    >>> layer = AffineSemantic(n_features=8)
+    >>> layer.posed_features().shape
+    torch.Size([8, 32, 28, 28])
+    """
+
+    def __init__(self, n_features: int = 8, n_poses: int = 32, feature_size: int = 20,
+                 image_size: int = 28):
+        super().__init__()
+        if not 0 < feature_size <= image_size:
+            raise ValueError(f"need 0 < feature_size <= image_size, got {feature_size}, {image_size}")
+        features = torch.empty(n_features, feature_size * feature_size)
+        nn.init.kaiming_uniform_(features, a=5 ** 0.5)
+        self.features = nn.Parameter(_unit_norm(features.view(n_features, feature_size,
+                                                               feature_size), 2))
+        self.poses = AffinePoses(n_features, n_poses)
+        self.image_size = int(image_size)
+        lead = (image_size - feature_size) // 2
+        self._pad = (lead, image_size - feature_size - lead) * 2
+
+    @property
+    def n_poses(self) -> int:
+        """Poses per feature."""
+        return self.poses.n_poses
+
+    def padded_features(self) -> torch.Tensor:
+        """``(n_features, image_size, image_size)`` base features, zero-padded (centred)."""
+        return F.pad(self.features, self._pad)
+
+    def posed_features(self) -> torch.Tensor:
+        """``(n_features, n_poses, image_size, image_size)`` unit-norm warped features."""
+        return _unit_norm(self.poses(self.padded_features()), 2)
+
+    def forward(self, x: torch.Tensor, return_pose: bool = False):
+        """``(B, 1, H, W)`` -> ``(B, n_features)``; with ``return_pose`` also the ``(B, n_features)``
+        index of the best pose."""
+        posed = self.posed_features()
+        f, p = posed.shape[:2]
+        scores = x.reshape(x.shape[0], -1) @ posed.reshape(f * p, -1).t()
+        value, index = scores.view(-1, f, p).max(dim=2)
+        out = F.relu(value)
+        return (out, index) if return_pose else out
+
+    @torch.no_grad()
+    def regularize_(self) -> None:
+        """Renormalise the base features to unit L2 norm."""
+        self.features.copy_(_unit_norm(self.features, 2))
+
+
+class Logical(nn.Module):
+    """Logical layer: per class, its own block top-1 masked and rolled, the other blocks dense.
+
+    ``weight`` is ``(n_classes, n_classes * block_size)``; row ``j`` has its own block ``j`` (init
+    ``[0.4, -0.1, ...]``) and the other blocks (init ``-0.1``). The own block keeps only its largest
+    entry (so only that entry gets gradient) and is rolled by ``p = 0..block_size-1``;
+    ``logit_j = max_p <x, pose_{j,p}>``. No constraint, so no ``regularize_``.
+
+    Example
+    -------
+    >>> layer = Logical(n_classes=2)
+    >>> layer.posed_weights()[0, 1].mul(10).round().add(0.0).tolist()   # class 0, roll 1
+    [0.0, 4.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0]
+    """
+
+    def __init__(self, n_classes: int = 2, block_size: int = 4, own: float = 0.4,
+                 other: float = -0.1):
+        super().__init__()
+        if n_classes < 2 or block_size < 1:
+            raise ValueError(f"need n_classes >= 2 and block_size >= 1, got {n_classes}, {block_size}")
+        self.n_classes, self.block_size = int(n_classes), int(block_size)
+        weight = torch.full((n_classes, n_classes, block_size), float(other))
+        weight[torch.arange(n_classes), torch.arange(n_classes), 0] = float(own)
+        self.weight = nn.Parameter(weight.view(n_classes, -1))
+        self.register_buffer("roll_index", block_roll_index(n_classes, block_size), persistent=False)
+        self.register_buffer("own_block", torch.eye(n_classes, dtype=torch.bool), persistent=False)
+
+    def masked_weight(self) -> torch.Tensor:
+        """``weight`` with each own block reduced to its largest entry (gradient reaches only it)."""
+        k, blk = self.n_classes, self.block_size
+        w = self.weight.view(k, k, blk)
+        top = F.one_hot(w[self.own_block].argmax(dim=1), blk).to(w.dtype)  # (k, B)
+        keep = torch.where(self.own_block.unsqueeze(-1), top.unsqueeze(1), torch.ones_like(w))
+        return (w * keep).view(k, -1)
+
+    def posed_weights(self) -> torch.Tensor:
+        """``(n_classes, block_size, n_classes*block_size)``: pose ``p`` of class ``j``."""
+        w = self.masked_weight()
+        return w.unsqueeze(1).expand(-1, self.block_size, -1).gather(2, self.roll_index)
+
+    def forward(self, x: torch.Tensor, return_pose: bool = False):
+        """``(B, n_classes*block_size)`` -> logits ``(B, n_classes)``; with ``return_pose`` also the
+        ``(B, n_classes)`` best roll."""
+        if x.dim() != 2 or x.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"x must be (B, {self.weight.shape[1]}), got {tuple(x.shape)}")
+        scores = torch.einsum("bi,jpi->bjp", x, self.posed_weights())
+        value, index = scores.max(dim=2)
+        return (value, index) if return_pose else value

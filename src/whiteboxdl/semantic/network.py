@@ -1,0 +1,154 @@
+"""The proof-of-concept semantic-feature network (MNIST) and its processing steps.
+
+``semantic_mnist(digits=(3, 5))`` is the paper's 4,810-parameter network: two-step -> conv
+semantic (2 kernels x 32 rotations) -> affine semantic (8 features x 32 poses) -> logical
+(2 classes). For ``k`` digits it has ``4k`` affine features (4 per class) and ``k`` logical blocks.
+
+Example
+-------
+>>> import torch
+>>> model = semantic_mnist(digits=(3, 5))
+>>> sum(p.numel() for p in model.parameters())
+4810
+>>> steps = processing_steps(model, torch.rand(2, 1, 28, 28))
+>>> steps["probs"].shape, steps["class_pose_image"].shape
+(torch.Size([2, 2]), torch.Size([2, 2, 28, 28]))
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from whiteboxdl.semantic.layers import AffineSemantic, ConvSemantic, Logical, TwoStep
+
+#: Affine features per class (one logical block each).
+FEATURES_PER_CLASS = 4
+
+
+class SemanticNetwork(nn.Module):
+    """two-step -> conv semantic -> affine semantic -> logical; inputs ``(B, 1, 28, 28)`` in [0, 1].
+
+    ``two_step=False`` / ``conv=False`` drop a layer (its input passes through unchanged), for
+    ablations. ``class_names`` label the logits (e.g. ``("3", "5")``).
+    """
+
+    def __init__(self, n_classes: int = 2, two_step: bool = True, conv: bool = True,
+                 class_names: Sequence[str] | None = None, image_size: int = 28):
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        names = tuple(str(c) for c in (class_names or range(n_classes)))
+        if len(names) != n_classes:
+            raise ValueError(f"{len(names)} class names for {n_classes} classes: {names}")
+        self.class_names = names
+        self.image_size = int(image_size)
+        self.two_step = TwoStep() if two_step else None
+        self.conv = ConvSemantic() if conv else None
+        self.affine = AffineSemantic(n_features=FEATURES_PER_CLASS * n_classes,
+                                     image_size=image_size)
+        self.logical = Logical(n_classes=n_classes, block_size=FEATURES_PER_CLASS)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of output logits."""
+        return self.logical.n_classes
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        s = self.image_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, s, s):
+            raise ValueError(f"expected images of shape (B, 1, {s}, {s}) in [0, 1], "
+                             f"got {tuple(x.shape)}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input of the affine layer: conv(two_step(x)), skipping absent layers."""
+        self._check_input(x)
+        h = self.two_step(x) if self.two_step is not None else x
+        return self.conv(h) if self.conv is not None else h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` of images ``(B, 1, 28, 28)`` in [0, 1]."""
+        return self.logical(self.affine(self.features(x)))
+
+
+def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
+                   conv: bool = True) -> SemanticNetwork:
+    """The paper's MNIST semantic-feature network for ``digits`` (logit ``i`` = ``digits[i]``).
+
+    Parameters
+    ----------
+    digits : the classes, 2 to 10 distinct digits; ``(3, 5)`` gives the 4,810-parameter PoC.
+    two_step, conv : keep the two-step / convolutional layer (``False`` for ablations).
+
+    Example
+    -------
+    >>> semantic_mnist(range(10)).n_classes
+    10
+    """
+    digits = [int(d) for d in digits]
+    if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
+        raise ValueError(f"digits must be 2 to 10 distinct values in 0..9, got {digits}")
+    return SemanticNetwork(n_classes=len(digits), two_step=two_step, conv=conv,
+                           class_names=[str(d) for d in digits])
+
+
+@torch.no_grad()
+def processing_steps(model: SemanticNetwork, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """Every intermediate output of ``model`` on ``x`` and the poses that matched.
+
+    Returns a dict of detached tensors (B = batch, F = affine features, k = classes):
+
+    ========================  ===================  ==============================================
+    key                       shape                meaning
+    ========================  ===================  ==============================================
+    ``input``                 (B, 1, 28, 28)       ``x``
+    ``two_step``              (B, 1, 28, 28)       two-step output in [-1, 1] (= input if absent)
+    ``conv``                  (B, 1, 28, 28)       conv semantic output (= its input if absent)
+    ``conv_pose``             (B, 28, 28) or None  best ``kernel * 32 + rotation`` per pixel
+    ``affine``                (B, F)               affine match values (after ReLU)
+    ``affine_pose``           (B, F)               best pose index of each feature
+    ``logits``, ``probs``     (B, k)               class scores and softmax probabilities
+    ``prediction``            (B,)                 argmax class index
+    ``logical_pose``          (B, k)               best roll of each class's own block
+    ``class_feature``         (B, k)               best affine feature (global index) in class
+                                                   ``j``'s block
+    ``class_match``           (B, k)               its match value
+    ``class_pose_image``      (B, k, 28, 28)       its best-matching unit-norm pose
+    ========================  ===================  ==============================================
+    """
+    if not isinstance(model, SemanticNetwork):
+        raise ValueError(f"processing_steps needs a SemanticNetwork, got {type(model).__name__}")
+    model._check_input(x)
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ValueError(f"inputs must be finite and in [0, 1], got range "
+                         f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    x = x.detach()
+    h = model.two_step(x) if model.two_step is not None else x
+    conv_pose = None
+    c = h
+    if model.conv is not None:
+        c, conv_pose = model.conv(h, return_pose=True)
+    affine, affine_pose = model.affine(c, return_pose=True)
+    logits, logical_pose = model.logical(affine, return_pose=True)
+    k, blk = model.n_classes, model.logical.block_size
+    block_values, block_arg = affine.view(-1, k, blk).max(dim=2)
+    class_feature = block_arg + torch.arange(k) * blk
+    posed = model.affine.posed_features()  # (F, P, H, W)
+    best_pose = affine_pose.gather(1, class_feature)
+    return {
+        "input": x,
+        "two_step": h,
+        "conv": c,
+        "conv_pose": conv_pose,
+        "affine": affine,
+        "affine_pose": affine_pose,
+        "logits": logits,
+        "probs": logits.softmax(dim=1),
+        "prediction": logits.argmax(dim=1),
+        "logical_pose": logical_pose,
+        "class_feature": class_feature,
+        "class_match": block_values,
+        "class_pose_image": posed[class_feature, best_pose],
+    }
