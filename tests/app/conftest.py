@@ -44,10 +44,8 @@ def trained_cnn():
 @lru_cache(maxsize=1)
 def trained_semantic():
     """The cached 3-vs-5 semantic network, or one trained for one epoch with the same recipe."""
-    try:
-        from whiteboxdl.semantic import get_semantic_model
-    except ImportError:
-        from whiteboxdl.semantic.train import get_semantic_model
+    from whiteboxdl.semantic import get_semantic_model
+
     try:
         return get_semantic_model(train_if_missing=False)
     except FileNotFoundError:

@@ -78,14 +78,8 @@ def _load_mnist_cnn() -> nn.Module:
 
 
 def _load_semantic() -> nn.Module:
-    try:
-        from whiteboxdl.semantic import get_semantic_model
-    except ImportError:
-        try:
-            from whiteboxdl.semantic.train import get_semantic_model
-        except ImportError as exc:
-            raise ValueError("the semantic-feature network is not installed in this build "
-                             f"({exc})") from None
+    from whiteboxdl.semantic import get_semantic_model
+
     return get_semantic_model()
 
 
