@@ -13,10 +13,15 @@ def test_server_binds_to_loopback_only(app_url):
     assert app_url.startswith("http://127.0.0.1:")
 
 
-def test_corrupt_upload_returns_an_error_message(client, tmp_path):
-    bad = tmp_path / "photo.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n definitely not a PNG body")
-    with pytest.raises(AppError, match="Invalid image: .*not a readable image"):
+@pytest.mark.parametrize("name, words", [("corrupt.png", "not a readable image"),
+                                         ("huge.png", "larger than the limit")])
+def test_bad_upload_returns_an_error_message(client, tmp_path, name, words):
+    bad = tmp_path / name
+    if name == "huge.png":  # 10000 x 5000 pixels: a small file that would decode to 50 MP
+        Image.new("L", (10000, 5000)).save(bad)
+    else:
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n definitely not a PNG body")
+    with pytest.raises(AppError, match=f"Invalid image: .*{words}"):
         client.predict(handle_file(str(bad)), "MNIST CNN (this project, 10 digits)",
                        "auto – predicted class", 2, 1.0, 5.0, 0.3, "sigmoid", "pullback",
                        api_name="/explain")

@@ -269,10 +269,26 @@ def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
     return demo
 
 
+def warm_up() -> None:
+    """Import the compute modules and render one tiny figure (font cache) before the first request.
+
+    Models are not loaded here: each is loaded by the first request that needs it.
+    """
+    import whiteboxdl.pullbacks  # noqa: F401
+    import whiteboxdl.models.cnn  # noqa: F401
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    FigureCanvasAgg(fig).draw()
+
+
 def launch(host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
            registry: ModelRegistry | None = None, block: bool = True, **kwargs):
     """Build and start the app on ``host:port`` (loopback by default)."""
     demo = build_app(registry)
+    warm_up()
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                 allowed_paths=[str(p.parent) for p in handlers.example_files()],
                 max_file_size="25mb", ssr_mode=False, quiet=True, **kwargs)
