@@ -111,3 +111,4 @@ def test_whitebox_and_attack_endpoints(client, semantic_model, needs_mnist):
     steps, poses, probs, note = client.predict(handle_file(img_path), 0.3,
                                                "auto – predicted class", api_name="/attack")
     assert "APGD-CE at ε = 0.3" in note and len(poses) == len(semantic_model.class_names)
+    assert len(steps) == 4 and steps[0]["caption"].startswith("perturbation (max |δ| = 0.")

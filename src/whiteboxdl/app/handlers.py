@@ -311,6 +311,21 @@ def whitebox_attack(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = No
     return x_adv.detach(), y
 
 
+def attack_view(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None
+                ) -> tuple[WhiteboxView, str]:
+    """Attack ``x`` with APGD-CE and return the view of the adversarial image (its steps start
+    with the perturbation) and a status line."""
+    x_adv, y = whitebox_attack(model, x, eps, label)
+    view = whitebox_view(model, x_adv)
+    delta = x_adv[0, 0] - x[0, 0]
+    view.steps.insert(0, (colour_map(delta, signed=True),
+                          f"perturbation (max |δ| = {float(delta.abs().max()):.3f})"))
+    flipped = view.prediction != str(model.class_names[y])
+    note = (f"APGD-CE at ε = {float(eps):g} against true label {model.class_names[y]}: "
+            f"{'prediction flipped' if flipped else 'prediction unchanged'} · {view.status()}")
+    return view, note
+
+
 def sample_semantic_digit(model: nn.Module, rng: random.Random | None = None
                           ) -> tuple[Image.Image, str]:
     """A random MNIST test digit of one of the semantic network's classes, and what it is."""

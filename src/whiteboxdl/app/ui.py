@@ -242,12 +242,9 @@ def whitebox_tab(registry: ModelRegistry) -> None:
     @user_errors
     def on_attack(img, radius, true_label):
         model = registry.semantic()
-        x_adv, y = handlers.whitebox_attack(model, handlers.semantic_input(img), radius,
-                                            true_label)
-        view = handlers.whitebox_view(model, x_adv)
-        view_status = (f"APGD-CE at ε = {float(radius):g} against true label "
-                       f"{model.class_names[y]}: {view.status()}")
-        return [view.steps, view.poses, view.probs, view_status]
+        view, note = handlers.attack_view(model, handlers.semantic_input(img), radius,
+                                          true_label)
+        return [view.steps, view.poses, view.probs, note]
 
     use_drawing.click(on_use_drawing, [sketch], [digit], api_name=False)
     sample.click(on_sample, None, [digit, status], api_name="whitebox_sample")
