@@ -273,13 +273,13 @@ def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
 
     out = processing_steps(model, x)
     names = [str(c) for c in model.class_names]
-    steps = [(colour_map(out["input"][0, 0], signed=False), "input (what the network sees)"),
-             (colour_map(out["two_step"][0, 0], signed=True), "two-step layer (blue < 0 < red)")]
+    steps = [(colour_map(out["input"][0, 0], signed=False), "input"),
+             (colour_map(out["two_step"][0, 0], signed=True), "two-step layer")]
     if model.conv is not None:
-        steps.append((colour_map(out["conv"][0, 0], signed=True), "convolutional semantic layer"))
+        steps.append((colour_map(out["conv"][0, 0], signed=True), "conv semantic layer"))
     poses = [(colour_map(out["class_pose_image"][0, j], signed=True),
-              f"class {name}: feature {int(out['class_feature'][0, j])}, "
-              f"match {float(out['class_match'][0, j]):.3f}")
+              f"{name}: match {float(out['class_match'][0, j]):.3f} "
+              f"(feature {int(out['class_feature'][0, j])})")
              for j, name in enumerate(names)]
     probs = {name: float(p) for name, p in zip(names, out["probs"][0])}
     logits = {name: float(v) for name, v in zip(names, out["logits"][0])}
@@ -320,9 +320,14 @@ def attack_view(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None
     delta = x_adv[0, 0] - x[0, 0]
     view.steps.insert(0, (colour_map(delta, signed=True),
                           f"perturbation (max |δ| = {float(delta.abs().max()):.3f})"))
-    flipped = view.prediction != str(model.class_names[y])
+    if view.prediction != str(model.class_names[y]):
+        outcome = "prediction flipped"
+    elif float(delta.abs().max()) == 0:
+        outcome = "no adversarial example found within ε (the attack returns the clean image)"
+    else:
+        outcome = "prediction unchanged"
     note = (f"APGD-CE at ε = {float(eps):g} against true label {model.class_names[y]}: "
-            f"{'prediction flipped' if flipped else 'prediction unchanged'} · {view.status()}")
+            f"{outcome} · {view.status()}")
     return view, note
 
 

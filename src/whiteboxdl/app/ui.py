@@ -189,7 +189,8 @@ def whitebox_tab(registry: ModelRegistry) -> None:
     """The 'White-box network' tab: the semantic network's processing of one digit, and APGD-CE."""
     gr.Markdown("The semantic-feature network (MNIST 3 vs 5) is interpretable by inspection: "
                 "each layer's output and the pose of each class's best-matching feature are "
-                "shown. It is trained on first use (about a minute) and cached.")
+                "shown (maps: blue < 0 < red, symmetric scale). It is trained on first use "
+                "(about a minute) and cached.")
     with gr.Row():
         with gr.Column(scale=1):
             sketch = gr.Sketchpad(label="Draw a digit (3 or 5)", type="numpy", height=300,
