@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from whiteboxdl.app import handlers
 from whiteboxdl.app.inputs import mnist_tensor
@@ -128,3 +129,15 @@ def test_attack_stays_in_the_eps_ball(semantic_model, needs_mnist):
     assert float((x_adv - x).abs().max()) <= 0.3 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with pytest.raises(ValueError, match="not a class"):
         handlers.whitebox_attack(semantic_model, x, 0.3, "7")
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "LA", "CMYK", "1", "F"])
+def test_odd_image_modes_are_explained(app_registry, mnist_cnn, pullbacks, seven, mode):
+    arr = np.asarray(seven.convert("L"))
+    img = Image.fromarray(arr).convert(mode) if mode != "I;16" else Image.fromarray(
+        arr.astype(np.uint16) * 257)
+    raw = io.BytesIO()
+    img.save(raw, format="TIFF")          # TIFF stores every one of these modes
+    out = handlers.explain(app_registry, raw.getvalue(), "mnist-cnn", None, steps=1,
+                           alpha=1.0, eps=5.0)
+    assert out.target == 7 and out.runs["pullback"].perturbed.size == (224, 224)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from whiteboxdl.data.images import load_image, preprocess, resize_and_crop, to_unit_tensor
+from whiteboxdl.data.images import load_image, preprocess
 
 #: Uploads larger than this many bytes are refused before decoding.
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -106,11 +106,6 @@ def mnist_tensor(img: Image.Image) -> torch.Tensor:
 def imagenet_tensor(img: Image.Image, size: int = 224) -> torch.Tensor:
     """An RGB image -> (1, 3, size, size) in [-1, 1] with the paper's geometry."""
     return preprocess(img, size=size, resize=round(size * 256 / 224))
-
-
-def unit_tensor(img: Image.Image, size: int) -> torch.Tensor:
-    """An RGB image -> (1, 3, size, size) in [0, 1] (for display next to a model's input)."""
-    return to_unit_tensor(resize_and_crop(img, size, round(size * 256 / 224)))
 
 
 def parse_target(value: Any, n_classes: int) -> int | None:
