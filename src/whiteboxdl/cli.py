@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "whiteboxdl.demo",
     "whiteboxdl.data.cli",
     "whiteboxdl.models.cli",
+    "whiteboxdl.semantic.cli",
     "whiteboxdl.app.cli",
 )
 

@@ -116,6 +116,7 @@ def test_conv_semantic_equals_conv2d_max_in_value_pose_and_gradient():
     torch.testing.assert_close(out, ref)
     assert torch.equal(pose, ref_pose)
     upstream = torch.randn_like(out)
+    out = layer(x)  # the training path (no pose index) has the same value and gradients
     g_ours = torch.autograd.grad((out * upstream).sum(), (x, layer.kernels))
     g_ref = torch.autograd.grad((ref * upstream).sum(), (x, layer.kernels))
     for a, b in zip(g_ours, g_ref):
@@ -224,3 +225,15 @@ def test_logical_init_and_bad_input():
     assert layer.weight.tolist()[1] == pytest.approx([-0.1] * 4 + [0.4, -0.1, -0.1, -0.1])
     with pytest.raises(ValueError, match="x must be"):
         layer(torch.rand(3, 7))
+
+
+def test_two_step_analytic_backward_passes_gradcheck():
+    layer = TwoStep(**PUBLISHED).double()
+    torch.manual_seed(6)
+    x = torch.rand(64, dtype=torch.float64, requires_grad=True)
+    params = tuple(p.detach().clone().requires_grad_() for p in (layer.a, layer.t, layer.scales))
+
+    def f(x, a, t, scales):
+        return torch.func.functional_call(layer, {"a": a, "t": t, "scales": scales}, (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *params))

@@ -35,6 +35,48 @@ def _unit_norm(t: torch.Tensor, dims: int, eps: float = 1e-12) -> torch.Tensor:
     return t / norm.view(*norm.shape, *([1] * dims))
 
 
+class _PiecewiseSoftsign(torch.autograd.Function):
+    """``out = alpha[k] * z + beta[k]``, ``z = (y - T[k]) / (s[k] + |y - T[k]|)`` on 4 pieces
+    ``k = [y >= T[0]] + [y >= 0] + [y >= T[3]]``; coefficient gradients by ``bincount``."""
+
+    @staticmethod
+    def _pieces(y, big_t):
+        k = (y >= big_t[0]).long() + (y >= 0).long() + (y >= big_t[3]).long()
+        return k.reshape(-1)
+
+    @staticmethod
+    def _at(values, k, like):
+        return values.index_select(0, k).view_as(like)  # much faster than values[k]
+
+    @staticmethod
+    def forward(ctx, y, big_t, s, alpha, beta):
+        k = _PiecewiseSoftsign._pieces(y, big_t)
+        at = _PiecewiseSoftsign._at
+        d = y - at(big_t, k, y)
+        z = d / (at(s, k, y) + d.abs())
+        ctx.save_for_backward(y, big_t, s, alpha)
+        return at(alpha, k, y) * z + at(beta, k, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        y, big_t, s, alpha = ctx.saved_tensors
+        k = _PiecewiseSoftsign._pieces(y, big_t)
+        at = _PiecewiseSoftsign._at
+        d = y - at(big_t, k, y)
+        s_k = at(s, k, y)
+        den = s_k + d.abs()
+        z = d / den
+        ga = g * at(alpha, k, y)
+        dz_dy = s_k / (den * den)
+
+        def per_piece(values):
+            return torch.bincount(k, weights=values.reshape(-1), minlength=4).to(y.dtype)
+
+        grad_y = ga * dz_dy if ctx.needs_input_grad[0] else None
+        return (grad_y, per_piece(-ga * dz_dy), per_piece(-ga * z / den), per_piece(g * z),
+                per_piece(g))
+
+
 class TwoStep(nn.Module):
     """Two-step real-valued pixel feature: [0,1] -> [-1,1], OFF / meh / ON (8 parameters).
 
@@ -63,23 +105,22 @@ class TwoStep(nn.Module):
         self.t = nn.Parameter(torch.tensor(t, dtype=torch.float32))
         self.scales = nn.Parameter(torch.tensor(scales, dtype=torch.float32))
 
+    def piece_coefficients(self) -> tuple[torch.Tensor, ...]:
+        """Per-piece ``(T, s, alpha, beta)`` (4 entries each): ``out = alpha * z + beta``."""
+        t0, t1 = 2 * self.t - 1
+        a0, a1 = self.a
+        big_t = torch.stack([t0, t0, t1, t1])
+        a = torch.stack([a0, a0, a1, a1])
+        s = self.scales
+        far = 1 - big_t.abs()  # distance from T to the end of the outer piece
+        inner = a * (s + big_t.abs()) / big_t.abs()  # a / |sh|
+        outer = (1 - a) * (s + far) / far  # (1 - a) / M
+        alpha = torch.stack([outer[0], inner[1], inner[2], outer[3]])
+        return big_t, s, alpha, torch.sign(big_t) * a
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Elementwise map of ``x`` (values in [0, 1]) to [-1, 1]."""
-        y = 2 * x - 1
-        big_t = 2 * self.t - 1  # (T0, T1)
-        neg = y < 0
-        outer = torch.where(neg, y < big_t[0], y >= big_t[1])
-        piece = torch.where(neg, torch.where(outer, 0, 1), torch.where(outer, 3, 2))
-        side = (~neg).long()  # 0: uses T0 / a0, 1: uses T1 / a1
-        T, a, s = big_t[side], self.a[side], self.scales[piece]
-        d = y - T
-        z = d / (s + d.abs())
-        abs_t = T.abs()
-        sh = T / (s + abs_t)
-        inner_out = a * (z + sh) / sh.abs()
-        far = 1 - abs_t
-        outer_out = z * (1 - a) * (s + far) / far + torch.sign(T) * a
-        return torch.where(outer, outer_out, inner_out)
+        return _PiecewiseSoftsign.apply(2 * x - 1, *self.piece_coefficients())
 
     @torch.no_grad()
     def regularize_(self) -> None:
@@ -93,38 +134,41 @@ class TwoStep(nn.Module):
 class _ConvMax(torch.autograd.Function):
     """``max`` over output channels of ``conv2d(x, weight, padding=size//2)``, with a sparse backward.
 
-    Forward: patches, matrix product and max in cache-sized chunks of images. Backward: only the
-    winning kernel at each position receives gradient, and only positions with a non-zero
-    incoming gradient (the layer's ReLU zeroes most of them) are visited: both gradients are one
-    ``index_add_`` over those positions' patches, instead of the two full convolutions autograd
-    would run.
+    Forward: patches, matrix product and ``amax`` in cache-sized chunks of images (the winning
+    index is only computed when asked for). Backward: only positions with a non-zero incoming
+    gradient (the layer's ReLU zeroes most of them) are visited; their winning kernels are
+    recomputed from their patches, and both gradients are one ``index_add_`` each, instead of the
+    two full convolutions autograd would run.
     """
 
     ROWS = 4096  # patch rows per matrix product (the scores stay in cache)
 
     @staticmethod
-    def forward(ctx, x, weight):
+    def forward(ctx, x, weight, with_index):
         k, c, s, _ = weight.shape
         b, _, h, w = x.shape
         pad = s // 2
         xp = F.pad(x, (pad, pad, pad, pad))
         wt = weight.reshape(k, -1).t()
         value = torch.empty(b * h * w, dtype=x.dtype, device=x.device)
-        index = torch.empty(b * h * w, dtype=torch.long, device=x.device)
+        index = torch.empty(b * h * w if with_index else 0, dtype=torch.long, device=x.device)
         step = max(1, _ConvMax.ROWS // (h * w))
         for i in range(0, b, step):
             view = xp[i:i + step].unfold(2, s, 1).unfold(3, s, 1)  # (n, c, h, w, s, s)
             cols = view.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * s * s)
             rows = slice(i * h * w, i * h * w + cols.shape[0])
-            torch.max(cols @ wt, dim=1, out=(value[rows], index[rows]))
-        ctx.save_for_backward(xp, weight, index)
+            if with_index:
+                torch.max(cols @ wt, dim=1, out=(value[rows], index[rows]))
+            else:
+                torch.amax(cols @ wt, dim=1, out=value[rows])
+        ctx.save_for_backward(xp, weight)
         ctx.shape = (b, c, h, w)
         ctx.mark_non_differentiable(index)
-        return value.view(b, 1, h, w), index.view(b, h, w)
+        return value.view(b, 1, h, w), index.view(b, h, w) if with_index else index
 
     @staticmethod
     def backward(ctx, grad_value, _grad_index):
-        xp, weight, index = ctx.saved_tensors
+        xp, weight = ctx.saved_tensors
         b, c, h, w = ctx.shape
         k, _, s, _ = weight.shape
         hp, wp = xp.shape[-2:]
@@ -137,26 +181,28 @@ class _ConvMax(torch.autograd.Function):
         ci, di, dj = torch.meshgrid(torch.arange(c), torch.arange(s), torch.arange(s), indexing="ij")
         offsets = ((ci * hp + di) * wp + dj).reshape(-1).to(active.device)
         targets = (base.unsqueeze(1) + offsets).reshape(-1)
-        index_a = index.index_select(0, active)
+        w2 = weight.reshape(k, -1)
+        cols = xp.reshape(-1).index_select(0, targets).view(-1, c * s * s)  # (A, c*s*s)
+        index_a = (cols @ w2.t()).argmax(dim=1)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            chosen = weight.reshape(k, -1).index_select(0, index_a) * g_a  # (A, c*s*s)
+            chosen = w2.index_select(0, index_a) * g_a
             grad_xp = torch.zeros(xp.numel(), dtype=xp.dtype, device=xp.device)
             grad_xp.index_add_(0, targets, chosen.reshape(-1))
             grad_x = grad_xp.view_as(xp)[..., s // 2:s // 2 + h, s // 2:s // 2 + w]
         if ctx.needs_input_grad[1]:
-            cols = xp.reshape(-1).index_select(0, targets).view(-1, c * s * s)
             grad_w = torch.zeros(k, c * s * s, dtype=weight.dtype, device=weight.device)
             grad_w.index_add_(0, index_a, cols * g_a)
             grad_w = grad_w.view_as(weight)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
-def conv_max(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def conv_max(x: torch.Tensor, weight: torch.Tensor,
+             return_index: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``max_k conv2d(x, weight[k], padding="same")`` and the winning kernel index per pixel.
 
     Equal to ``F.conv2d(x, weight, padding=size // 2).max(1)`` (odd square kernels), with a
-    cheaper backward pass.
+    cheaper backward pass; ``return_index=False`` skips the index (faster) and returns ``None``.
 
     Example
     -------
@@ -168,7 +214,8 @@ def conv_max(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch
         raise ValueError(f"weight must be (K, C, s, s) with odd s, got {tuple(weight.shape)}")
     if x.dim() != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"x must be (B, {weight.shape[1]}, H, W), got {tuple(x.shape)}")
-    return _ConvMax.apply(x, weight)
+    value, index = _ConvMax.apply(x, weight, bool(return_index))
+    return value, (index if return_index else None)
 
 
 class ConvSemantic(nn.Module):
@@ -211,7 +258,7 @@ class ConvSemantic(nn.Module):
         ``kernel * n_rotations + rotation`` of the best-matching posed kernel."""
         posed = self.posed_kernels()
         weight = posed.reshape(-1, 1, *posed.shape[-2:])
-        value, index = conv_max(x, weight)
+        value, index = conv_max(x, weight, return_index=return_pose)
         out = F.relu(value / self.divisor)
         return (out, index) if return_pose else out
 

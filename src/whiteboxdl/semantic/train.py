@@ -101,6 +101,7 @@ def train_semantic(
     noise: bool = True,
     adv_check: int = 200,
     adv_steps: int = 10,
+    limit: int = 0,
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[SemanticNetwork, TrainResult]:
@@ -112,6 +113,7 @@ def train_semantic(
     two_step, conv, noise : ablation switches (drop a layer / the noise augmentation).
     adv_check : size of the fixed test subset for the per-epoch ``apgd{adv_steps}_acc``
         (0 disables it).
+    limit : if > 0, train on the first ``limit`` training images only (quick runs, smoke tests).
     out_dir : where ``model.pt`` (loadable by ``load_model``), ``checkpoint.pt`` and
         ``summary.json`` go.
     """
@@ -122,6 +124,10 @@ def train_semantic(
     torch.manual_seed(config.seed)
     model = semantic_mnist(digits, two_step=two_step, conv=conv)
     train = digit_subset(digits, "train")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 (0: all images), got {limit}")
+    if limit:
+        train = (train[0][:limit], train[1][:limit])
     test = digit_subset(digits, "test")
     metrics = {}
     if adv_check:

@@ -1,0 +1,76 @@
+"""Figures and the ``whiteboxdl semantic`` commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from whiteboxdl.cli import main
+from whiteboxdl.models.checkpoint import load_model, save_model
+from whiteboxdl.semantic.inspect import inspect_model, pick_samples
+from whiteboxdl.semantic.network import semantic_mnist
+
+ALL_FIGURES = {"two_step.png", "conv_kernels.png", "affine_features.png", "affine_poses.png",
+               "logical_weights.png", "learning_curves.png", "processing_steps.png"}
+
+
+def test_pick_samples_puts_misclassified_last():
+    torch.manual_seed(0)
+    model = semantic_mnist().eval()
+    x = torch.rand(10, 1, 28, 28)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    y = pred.clone()
+    y[[2, 7]] = 1 - y[[2, 7]]
+    xs, ys = pick_samples(model, x, y, n=5, n_wrong=4)
+    assert len(xs) == 5
+    assert torch.equal(xs[-2:], x[[2, 7]]) and torch.equal(xs[:3], x[[0, 1, 3]])
+
+
+def test_inspect_model_writes_every_figure(tmp_path):
+    torch.manual_seed(0)
+    model = semantic_mnist((3, 5))
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.9, "test_acc": 0.95,
+                "test_loss": 0.5, "apgd10_acc": 0.8} for e in (1, 2, 3)]
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 0, 1, 0, 1])
+    paths = inspect_model(model, tmp_path, x, y, history, n_samples=4)
+    assert {p.name for p in paths} == ALL_FIGURES | {"report.html"}
+    for name in ALL_FIGURES:
+        width, height = Image.open(tmp_path / name).size
+        assert width > 300 and height > 200, name
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64") == len(ALL_FIGURES)
+
+
+def test_inspect_skips_absent_layers(tmp_path):
+    paths = inspect_model(semantic_mnist(range(4), two_step=False, conv=False), tmp_path,
+                          n_samples=0)
+    assert {p.name for p in paths} == {"affine_features.png", "affine_poses.png",
+                                       "logical_weights.png", "report.html"}
+
+
+@pytest.mark.usefixtures("needs_mnist")
+def test_cli_train_then_inspect(tmp_path):
+    out = tmp_path / "run"
+    assert main(["semantic", "train", "--digits", "3", "5", "--epochs", "2", "--limit", "400",
+                 "--adv-check", "20", "--no-two-step", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert {"test_acc", "apgd10_acc", "train_loss"} <= set(summary["history"][0])
+    model = load_model(out / "model.pt")
+    assert model.two_step is None and model.conv is not None and model.class_names == ("3", "5")
+    figures = tmp_path / "fig"
+    assert main(["semantic", "inspect", str(out / "model.pt"), "--out", str(figures),
+                 "--samples", "3"]) == 0
+    assert (figures / "processing_steps.png").is_file() and (figures / "report.html").is_file()
+    assert not (figures / "two_step.png").exists()
+
+
+def test_cli_inspect_rejects_other_models(tmp_path, capsys):
+    from whiteboxdl.models.checkpoint import tiny_mlp
+
+    save_model(tmp_path / "m.pt", tiny_mlp(), "whiteboxdl.models.checkpoint:tiny_mlp", {})
+    assert main(["semantic", "inspect", str(tmp_path / "m.pt")]) == 1
+    assert "not a semantic network" in capsys.readouterr().err
