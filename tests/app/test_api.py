@@ -104,11 +104,13 @@ def test_whitebox_and_attack_endpoints(client, semantic_model, needs_mnist):
     pytest.importorskip("whiteboxdl.robustness.attacks", reason="robustness branch not merged")
     img_path, info = client.predict(api_name="/whitebox_sample")
     assert Image.open(img_path).size == (28, 28) and info.startswith("MNIST test image")
-    steps, poses, probs, note, choices = client.predict(handle_file(img_path), api_name="/whitebox")
+    steps, poses, probs, note, figure, choices = client.predict(handle_file(img_path),
+                                                                api_name="/whitebox")
+    assert Image.open(figure).width > 400             # the inspection figure of the semantic branch
     assert len(steps) == 3 and len(poses) == len(semantic_model.class_names)
     assert all(Image.open(item["image"]).size == (168, 168) for item in steps + poses)
     assert {c["label"] for c in probs["confidences"]} == set(semantic_model.class_names)
-    steps, poses, probs, note = client.predict(handle_file(img_path), 0.3,
-                                               "auto – predicted class", api_name="/attack")
+    steps, poses, probs, note, figure = client.predict(handle_file(img_path), 0.3,
+                                                       "auto – predicted class", api_name="/attack")
     assert "APGD-CE at ε = 0.3" in note and len(poses) == len(semantic_model.class_names)
     assert len(steps) == 4 and steps[0]["caption"].startswith("perturbation (max |δ| = 0.")

@@ -117,6 +117,7 @@ def test_whitebox_view_reads_the_semantic_network(semantic_model, needs_mnist):
     assert view.prediction == names[int(probs.argmax())]
     assert len(view.poses) == len(names) and len(view.steps) == 3
     assert all(im.size == (handlers.MAP_SIZE,) * 2 for im, _ in view.steps + view.poses)
+    assert view.figure is not None and view.figure.width > 400
 
 
 def test_attack_stays_in_the_eps_ball(semantic_model, needs_mnist):

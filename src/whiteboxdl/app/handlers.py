@@ -17,6 +17,8 @@ Example
 from __future__ import annotations
 
 import random
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -256,6 +258,7 @@ class WhiteboxView:
     probs: dict[str, float]
     logits: dict[str, float]
     prediction: str
+    figure: Image.Image | None = None
 
     def status(self) -> str:
         logits = ", ".join(f"{name}: {value:+.2f}" for name, value in self.logits.items())
@@ -265,6 +268,20 @@ class WhiteboxView:
 def semantic_input(image: Any) -> torch.Tensor:
     """Validate an upload / drawing / test digit and make the (1, 1, 28, 28) input in [0, 1]."""
     return mnist_tensor(image_from_upload(image))
+
+
+#: pyplot (used by the semantic inspection figures) keeps global state: one figure at a time.
+_PYPLOT_LOCK = threading.Lock()
+
+
+def processing_figure(model: nn.Module, x: torch.Tensor) -> Image.Image:
+    """``whiteboxdl.semantic.inspect.plot_processing_steps`` of one image, as a PIL image."""
+    from whiteboxdl.semantic.inspect import plot_processing_steps
+
+    with _PYPLOT_LOCK, tempfile.TemporaryDirectory() as tmp:
+        path = plot_processing_steps(model, x, Path(tmp) / "steps.png")
+        with Image.open(path) as img:
+            return img.convert("RGB")
 
 
 def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
@@ -283,7 +300,8 @@ def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
              for j, name in enumerate(names)]
     probs = {name: float(p) for name, p in zip(names, out["probs"][0])}
     logits = {name: float(v) for name, v in zip(names, out["logits"][0])}
-    return WhiteboxView(steps, poses, probs, logits, names[int(out["prediction"][0])])
+    return WhiteboxView(steps, poses, probs, logits, names[int(out["prediction"][0])],
+                        processing_figure(model, x))
 
 
 def whitebox_attack(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None

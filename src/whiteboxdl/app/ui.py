@@ -181,8 +181,8 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
               [*outputs, top_input, plot, table, status], api_name="explain")
 
 
-def _view_outputs(view: handlers.WhiteboxView) -> list[Any]:
-    return [view.steps, view.poses, view.probs, view.status()]
+def _view_outputs(view: handlers.WhiteboxView, note: str | None = None) -> list[Any]:
+    return [view.steps, view.poses, view.probs, note or view.status(), view.figure]
 
 
 def whitebox_tab(registry: ModelRegistry) -> None:
@@ -221,7 +221,10 @@ def whitebox_tab(registry: ModelRegistry) -> None:
                         poses = gr.Gallery(label="best-matching pose of each class", columns=2,
                                            height=200, format="png", elem_id=f"wb-{name}-poses")
                         probs = gr.Label(label="class probabilities")
-                    views.append([steps, poses, probs, note])
+                        figure = gr.Image(label="processing steps (whiteboxdl.semantic.inspect)",
+                                          type="pil", format="png", interactive=False,
+                                          elem_id=f"wb-{name}-figure")
+                    views.append([steps, poses, probs, note, figure])
 
     @user_errors
     def on_use_drawing(value):
@@ -245,7 +248,7 @@ def whitebox_tab(registry: ModelRegistry) -> None:
         model = registry.semantic()
         view, note = handlers.attack_view(model, handlers.semantic_input(img), radius,
                                           true_label)
-        return [view.steps, view.poses, view.probs, note]
+        return _view_outputs(view, note)
 
     use_drawing.click(on_use_drawing, [sketch], [digit], api_name=False)
     sample.click(on_sample, None, [digit, status], api_name="whitebox_sample")
