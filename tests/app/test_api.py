@@ -87,17 +87,22 @@ def test_explain_endpoint_on_resnet50(client, pullbacks):
     assert out[3] is None and len(_top5(out[6])) == 5
 
 
-def test_concurrent_api_requests_equal_sequential(client, mnist_cnn, pullbacks, digit_file):
+def test_concurrent_api_requests_equal_sequential(client, app_registry, mnist_cnn, pullbacks,
+                                                  digit_file):
+    """Eight requests in flight at once (the server runs up to 4 at a time, sharing one model)
+    return exactly the images of the same requests run one by one through the handler."""
+    from whiteboxdl.app.handlers import explain
+
     temperatures = [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.5, 3.0]
-
-    def images(result):
-        return [Image.open(p).tobytes() for p in result[0]]
-
-    sequential = [images(_explain(client, digit_file, t)) for t in temperatures]
     jobs = [client.submit(handle_file(str(digit_file)), MNIST, "3 – three", 3, 1.0, 5.0, t,
                           "sigmoid", "pullback", api_name="/explain") for t in temperatures]
-    concurrent = [images(job.result(timeout=120)) for job in jobs]
+    concurrent = [[Image.open(p).tobytes() for p in job.result(timeout=120)[0]] for job in jobs]
+    sequential = []
+    for t in temperatures:
+        run = explain(app_registry, digit_file, MNIST, "3 – three", 3, 1.0, 5.0, t).runs["pullback"]
+        sequential.append([run.perturbed.tobytes(), run.difference.tobytes()])
     assert concurrent == sequential
+    assert len({diff for _, diff in sequential}) == len(temperatures)   # settings really differ
 
 
 def test_whitebox_and_attack_endpoints(client, semantic_model, needs_mnist):
