@@ -56,3 +56,35 @@ def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cn
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_draw_a_digit_and_inspect_the_white_box_network(page, tmp_path, semantic_model):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    page.get_by_role("tab", name="White-box network").click()
+    sketch = page.locator("#wb-sketch")
+    sketch.get_by_role("button", name="Brush").click()
+    box = sketch.locator("canvas").first.bounding_box()
+    x, top, height = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2, box["height"]
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for i in range(1, 21):                       # a vertical stroke over 60% of the canvas
+        page.mouse.move(x, top + height * 0.03 * i)
+    page.mouse.up()
+    page.get_by_role("button", name="Use drawing").click()
+    digit = page.locator("#wb-digit img").first
+    digit.wait_for(state="visible")
+    png = page.request.get(digit.get_attribute("src")).body()
+    arr = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float) / 255
+    rows, cols = np.nonzero(arr > 0.5)           # drawn black on white -> MNIST white on black
+    assert arr.shape == (28, 28) and rows.max() - rows.min() + 1 == 20
+    assert cols.max() - cols.min() <= 4 and abs(cols.mean() - 13.5) <= 1.5
+    page.locator("#wb-inspect").click()
+    page.locator("#wb-clean-figure img").first.wait_for(state="visible")
+    assert _rendered(page, "#wb-clean-figure") and _rendered(page, "#wb-clean-poses")
+    note = page.locator("#wb-clean-note").inner_text()
+    assert note.startswith("prediction ") and "logits 3:" in note
+    page.screenshot(path=str(tmp_path / "whitebox.png"), full_page=True)

@@ -215,7 +215,7 @@ def whitebox_tab(registry: ModelRegistry) -> None:
                 for name, title in (("clean", "Clean image"), ("adv", "Adversarial image")):
                     with gr.Column():
                         gr.Markdown(f"### {title}")
-                        note = gr.Markdown()
+                        note = gr.Markdown(elem_id=f"wb-{name}-note")
                         steps = gr.Gallery(label="processing steps", columns=3, height=200,
                                            format="png", elem_id=f"wb-{name}-steps")
                         poses = gr.Gallery(label="best-matching pose of each class", columns=2,
