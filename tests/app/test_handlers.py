@@ -142,3 +142,12 @@ def test_odd_image_modes_are_explained(app_registry, mnist_cnn, pullbacks, seven
     out = handlers.explain(app_registry, raw.getvalue(), "mnist-cnn", None, steps=1,
                            alpha=1.0, eps=5.0)
     assert out.target == 7 and out.runs["pullback"].perturbed.size == (224, 224)
+
+
+def test_attack_without_the_robustness_package_explains_itself(semantic_model, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "whiteboxdl.robustness.attacks", None)  # import fails
+    x = torch.zeros(1, 1, 28, 28)
+    with pytest.raises(ValueError, match="APGD-CE needs whiteboxdl.robustness.attacks"):
+        handlers.whitebox_attack(semantic_model, x, 0.3, None)

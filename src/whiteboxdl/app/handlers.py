@@ -324,7 +324,8 @@ def whitebox_attack(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = No
     try:
         from whiteboxdl.robustness.attacks import attack
     except ImportError as exc:
-        raise ValueError(f"the attacks module is not installed in this build ({exc})") from None
+        raise ValueError("APGD-CE needs whiteboxdl.robustness.attacks, which this build does not "
+                         f"include ({exc}); inspection still works") from None
     x_adv = attack(model, x, torch.tensor([y]), eps, name="apgd-ce")
     return x_adv.detach(), y
 
