@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "whiteboxdl.quality.cli",
     "whiteboxdl.robustness.cli",
     "whiteboxdl.pullbacks.cli",
+    "whiteboxdl.app.cli",
 )
 
 

@@ -1,0 +1,90 @@
+"""A real browser (Debian Chromium via Playwright) uses the app like a person would."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is missing: install Debian's chromium "
+                              "(`make system-deps` does it as root)"),
+]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def _rendered(page, selector: str) -> bool:
+    """Whether every <img> under ``selector`` finished loading with a non-zero size."""
+    return page.eval_on_selector_all(
+        f"{selector} img",
+        "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cnn, pullbacks):
+    from whiteboxdl.app.handlers import mnist_digit
+
+    digit, label = mnist_digit(0)
+    upload = tmp_path / "digit.png"
+    digit.resize((112, 112)).save(upload)
+    page.get_by_text("whiteboxdl explorer").first.wait_for()
+    page.locator("#pb-input input[type=file]").set_input_files(str(upload))
+    page.locator("#pb-input img").first.wait_for(state="visible")
+    page.locator("#pb-explain").click()
+    page.locator("#pullback-diff-slider img").first.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#pullback-diff-slider img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
+    status = page.locator("#pb-status").inner_text()
+    assert "target 7 – seven" in status   # auto target = the predicted class
+    shot = tmp_path / "app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_draw_a_digit_and_inspect_the_white_box_network(page, tmp_path, semantic_model):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    page.get_by_role("tab", name="White-box network").click()
+    sketch = page.locator("#wb-sketch")
+    sketch.get_by_role("button", name="Brush").click()
+    box = sketch.locator("canvas").first.bounding_box()
+    x, top, height = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2, box["height"]
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for i in range(1, 21):                       # a vertical stroke over 60% of the canvas
+        page.mouse.move(x, top + height * 0.03 * i)
+    page.mouse.up()
+    page.get_by_role("button", name="Use drawing").click()
+    digit = page.locator("#wb-digit img").first
+    digit.wait_for(state="visible")
+    png = page.request.get(digit.get_attribute("src")).body()
+    arr = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float) / 255
+    rows, cols = np.nonzero(arr > 0.5)           # drawn black on white -> MNIST white on black
+    assert arr.shape == (28, 28) and rows.max() - rows.min() + 1 == 20
+    assert cols.max() - cols.min() <= 4 and abs(cols.mean() - 13.5) <= 1.5
+    page.locator("#wb-inspect").click()
+    page.locator("#wb-clean-figure img").first.wait_for(state="visible")
+    assert _rendered(page, "#wb-clean-figure") and _rendered(page, "#wb-clean-poses")
+    note = page.locator("#wb-clean-note").inner_text()
+    assert note.startswith("prediction ") and "logits 3:" in note
+    page.screenshot(path=str(tmp_path / "whitebox.png"), full_page=True)
