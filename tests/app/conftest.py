@@ -57,31 +57,27 @@ def trained_semantic():
         return model.eval()
 
 
-def _load(fn, reason):
+def _load(fn):
     with _train_lock:
-        try:
-            return fn()
-        except ImportError as exc:
-            pytest.skip(f"{reason} ({exc})")
+        return fn()
 
 
 @pytest.fixture(scope="session")
 def mnist_cnn(mnist_available):
     if not mnist_available:
         pytest.skip("MNIST cache is empty: run `make test` (it fetches MNIST first)")
-    return _load(trained_cnn, "the models branch (whiteboxdl.models.cnn) is not merged")
+    return _load(trained_cnn)
 
 
 @pytest.fixture(scope="session")
 def semantic_model(mnist_available):
     if not mnist_available:
         pytest.skip("MNIST cache is empty: run `make test` (it fetches MNIST first)")
-    return _load(trained_semantic, "the semantic branch (whiteboxdl.semantic) is not merged")
+    return _load(trained_semantic)
 
 
 @pytest.fixture(scope="session")
 def pullbacks():
-    pytest.importorskip("whiteboxdl.pullbacks.ascent", reason="the pullbacks branch is not merged")
     import whiteboxdl.pullbacks
 
     return whiteboxdl.pullbacks

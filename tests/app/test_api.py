@@ -106,7 +106,6 @@ def test_concurrent_api_requests_equal_sequential(client, app_registry, mnist_cn
 
 
 def test_whitebox_and_attack_endpoints(client, semantic_model, needs_mnist):
-    pytest.importorskip("whiteboxdl.robustness.attacks", reason="robustness branch not merged")
     img_path, info = client.predict(api_name="/whitebox_sample")
     assert Image.open(img_path).size == (28, 28) and info.startswith("MNIST test image")
     steps, poses, probs, note, figure, choices = client.predict(handle_file(img_path),

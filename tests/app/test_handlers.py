@@ -121,7 +121,6 @@ def test_whitebox_view_reads_the_semantic_network(semantic_model, needs_mnist):
 
 
 def test_attack_stays_in_the_eps_ball(semantic_model, needs_mnist):
-    pytest.importorskip("whiteboxdl.robustness.attacks", reason="robustness branch not merged")
     img, label = handlers.sample_semantic_digit(semantic_model)
     x = handlers.semantic_input(img)
     x_adv, y = handlers.whitebox_attack(semantic_model, x, 0.3, None)

@@ -41,7 +41,7 @@ def test_model_is_loaded_once_even_under_concurrent_first_requests():
 
 
 def test_unavailable_model_explains_how_to_add_it(monkeypatch, tmp_path):
-    zoo = pytest.importorskip("whiteboxdl.models.zoo", reason="models branch not merged")
+    from whiteboxdl.models import zoo
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))   # an empty hub cache: no weights
     registry = ModelRegistry()
     usable, why = registry.availability("vgg11_bn")
