@@ -87,8 +87,9 @@ class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
     ``apply(z, op, gate, temperature, inplace, recompute)``: ``op(z)`` is the original activation
-    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when
-    ``recompute`` is given, recomputed by ``recompute()`` in backward (nothing is stored).
+    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when a
+    :class:`~whiteboxdl.pullbacks.recipes.Recipe` ``recompute`` is given, recomputed from its
+    tensors (which autograd keeps anyway) in backward.
     """
 
     @staticmethod
@@ -100,14 +101,19 @@ class SoftGate(torch.autograd.Function):
             ctx.mark_dirty(z)
         if recompute is None:
             ctx.save_for_backward(saved)
-        ctx.gate, ctx.temperature, ctx.recompute = gate, temperature, recompute
+            ctx.compute = None
+        else:
+            ctx.save_for_backward(*recompute.tensors)
+            ctx.compute = recompute.compute
+        ctx.gate, ctx.temperature = gate, temperature
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        if ctx.recompute is not None:
+        if ctx.compute is not None:
+            tensors = ctx.saved_tensors
             with torch.no_grad():
-                z = _original(ctx.recompute)
+                z = _original(lambda: ctx.compute(*tensors))
         else:
             (z,) = ctx.saved_tensors
         return ctx.gate(z, ctx.temperature).mul_(grad), None, None, None, None, None
