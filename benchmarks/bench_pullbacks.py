@@ -4,10 +4,11 @@ One input gradient of the target logits (batch 8, 224x224, random-init ResNet50,
 parameters requiring grad as in a normal model) with: the vanilla backward; the pullback with the
 ReLU rule only; with ReLU + max-pool rules (the default); and PullbackAscent with K=5 steps.
 
-Time: median wall-clock of ``--repeats`` interleaved runs in one process (ratios are what counts:
-the CPU is shared). Peak memory: each variant runs once in a fresh subprocess; we report the
-high-water mark of the process's resident set (``ru_maxrss``) minus the resident set right before
-the measured call (model, input and one warm-up forward already in memory); glibc's mmap threshold
+Time: median wall-clock and median process CPU time (``time.process_time``, all threads) of
+``--repeats`` interleaved runs in one process; ratios are what counts, and on a shared CPU the CPU
+time is the steadier of the two. Peak memory: each variant runs once in a fresh subprocess; right before the measured call (model,
+input and one warm-up forward in memory) the peak-RSS counter is reset (``/proc/self/clear_refs``)
+and we report the peak (``VmHWM``) minus the RSS at that moment; glibc's mmap threshold
 is pinned to 64 KiB so freed large blocks return to the OS and the RSS follows the allocations.
 
 Usage: nice python benchmarks/bench_pullbacks.py [--batch 8] [--size 224] [--repeats 3]
@@ -20,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -70,17 +70,21 @@ def run_variant(name: str, model, x, target) -> None:
         torch.autograd.grad(out.gather(1, target[:, None]).sum(), xr)
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{key} not in /proc/self/status (Linux only)")
 
 
 def measure_memory(name: str, args) -> float:
     model, x, target = setup(args.batch, args.size, args.model)
-    before = _rss_mib()
+    with open("/proc/self/clear_refs", "w") as f:    # reset the peak (VmHWM) to the current RSS
+        f.write("5")
+    before = _status_mib("VmRSS")
     run_variant(name, model, x, target)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return peak - before
+    return _status_mib("VmHWM") - before
 
 
 def main() -> int:
@@ -102,12 +106,14 @@ def main() -> int:
 
     model, x, target = setup(args.batch, args.size, args.model)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     run_variant("vanilla gradient", model, x, target)          # warm-up
     for _ in tqdm(range(args.repeats), desc="timing rounds"):
         for name in VARIANTS:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run_variant(name, model, x, target)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     memory = {}
     for name in tqdm(VARIANTS, desc="peak memory (subprocesses)"):
         cmd = [sys.executable, __file__, "--batch", str(args.batch), "--size", str(args.size),
@@ -117,14 +123,15 @@ def main() -> int:
         memory[name] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
 
     base_t = statistics.median(times["vanilla gradient"])
+    base_c = statistics.median(cpu["vanilla gradient"])
     base_m = memory["vanilla gradient"]
     rows = []
     for name in VARIANTS:
-        t = statistics.median(times[name])
-        rows.append([name, f"{t:.2f}", f"{t / base_t:.2f}x", f"{memory[name]:.0f}",
-                     f"{memory[name] / base_m:.2f}x"])
-    header = ["variant", "median time (s)", "time vs vanilla", "peak extra RSS (MiB)",
-              "memory vs vanilla"]
+        t, c = statistics.median(times[name]), statistics.median(cpu[name])
+        rows.append([name, f"{t:.1f}", f"{t / base_t:.2f}x", f"{c:.1f}", f"{c / base_c:.2f}x",
+                     f"{memory[name]:.0f}", f"{memory[name] / base_m:.2f}x"])
+    header = ["variant", "wall (s)", "wall vs vanilla", "CPU (s)", "CPU vs vanilla",
+              "peak extra RSS (MiB)", "memory vs vanilla"]
     table = markdown_table(header, rows)
     print(table)
     if not args.no_append:
@@ -136,8 +143,9 @@ def main() -> int:
             f"- command: `nice .venv/bin/python benchmarks/bench_pullbacks.py --batch {args.batch} "
             f"--size {args.size} --repeats {args.repeats}`; {args.model}, random init, eval mode, "
             f"batch {args.batch}, {args.size}x{args.size}, gradient of the target logits\n"
-            f"- time: median of {args.repeats} interleaved runs; memory: peak RSS (`ru_maxrss`) of a "
-            f"fresh subprocess minus its RSS right before the call (MALLOC_MMAP_THRESHOLD_=65536)\n"
+            f"- time: median wall-clock and process CPU time of {args.repeats} interleaved runs; memory: "
+            f"peak RSS (VmHWM, reset via /proc/self/clear_refs) of a fresh subprocess minus its RSS "
+            f"right before the call (MALLOC_MMAP_THRESHOLD_=65536)\n"
             f"- targets: pullback <= 1.15x time and <= 1.10x memory of the vanilla gradient; "
             f"K=5 ascent <= 5.5x one vanilla gradient\n\n{table}\n")
         with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:

@@ -77,3 +77,17 @@ def test_explain_cli_with_a_model_file(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["explain", str(img), "--model", str(path), "--temperature", "0"]) == 1
     assert "temperature" in capsys.readouterr().err
+
+
+def test_explain_loads_imagenet_models_for_signed_inputs():
+    from whiteboxdl.data.imagenet import SignedImageNetInput
+    from whiteboxdl.pullbacks.cli import load_explained_model, load_images
+
+    loaded = load_explained_model("resnet18", weights="random")
+    assert isinstance(loaded.model, SignedImageNetInput) and not loaded.model.training
+    assert loaded.bounds == (-1.0, 1.0) and loaded.channels == 3
+    assert loaded.class_names[207] == "golden retriever"
+    x = load_images(["cat"], loaded)                  # a bundled example, by name
+    assert x.shape == (1, 3, 224, 224) and x.min() >= -1 and x.max() <= 1
+    with pytest.raises(ValueError, match="unknown classifier"):
+        load_explained_model("resnet5O", weights="random")

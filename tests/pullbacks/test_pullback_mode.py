@@ -210,3 +210,25 @@ def test_backward_after_leaving_the_context_keeps_the_rule():
         y = torch.relu(z).sum()
     y.backward()
     torch.testing.assert_close(z.grad, torch.sigmoid(z.detach() / 0.3))
+
+
+def test_forward_bit_identical_on_the_mnist_cnn():
+    from whiteboxdl.models.cnn import mnist_cnn
+
+    torch.manual_seed(0)
+    model = mnist_cnn(classes=10).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        plain = model(x)
+    out, g = _grad(model, x, target=7)
+    assert torch.equal(out, plain)
+    with excitation_pullbacks(temperature=1e-7, maxpool_temperature=1e-7, maxpool_rule="detached"):
+        cold_out = model(x.clone().requires_grad_())
+    xr = x.clone().requires_grad_()
+    (vanilla,) = torch.autograd.grad(model(xr)[:, 7].sum(), xr)
+    assert torch.equal(cold_out, plain)
+    assert (g - vanilla).norm() > 0.05 * vanilla.norm()

@@ -160,6 +160,7 @@ class PullbackAscent(Attribution):
                 logit = self._target_logit(x, t)
                 (grad,) = torch.autograd.grad(logit.sum(), x)
             logits.append(logit.detach())
+            del logit                      # free this step's graph before the next forward
             with torch.no_grad():
                 norm = grad.flatten(1).norm(dim=1).view(-1, *([1] * (x.ndim - 1)))
                 step = self.alpha * grad / torch.where(norm > 0, norm, torch.ones_like(norm))

@@ -38,8 +38,8 @@ GateFn = Callable[[Tensor, float], Tensor]
 
 
 def sigmoid_gate(z: Tensor, temperature: float) -> Tensor:
-    """The paper's soft gate ``sigmoid(z / T)``."""
-    return torch.sigmoid(z / temperature)
+    """The paper's soft gate ``sigmoid(z / T)`` (one new tensor, the rest in place)."""
+    return torch.div(z, temperature).sigmoid_()
 
 
 def normal_gate(z: Tensor, temperature: float) -> Tensor:
@@ -87,8 +87,9 @@ class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
     ``apply(z, op, gate, temperature, inplace, recompute)``: ``op(z)`` is the original activation
-    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when
-    ``recompute`` is given, recomputed by ``recompute()`` in backward (nothing is stored).
+    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when a
+    :class:`~whiteboxdl.pullbacks.recipes.Recipe` ``recompute`` is given, recomputed from its
+    tensors (which autograd keeps anyway) in backward.
     """
 
     @staticmethod
@@ -100,17 +101,22 @@ class SoftGate(torch.autograd.Function):
             ctx.mark_dirty(z)
         if recompute is None:
             ctx.save_for_backward(saved)
-        ctx.gate, ctx.temperature, ctx.recompute = gate, temperature, recompute
+            ctx.compute = None
+        else:
+            ctx.save_for_backward(*recompute.tensors)
+            ctx.compute = recompute.compute
+        ctx.gate, ctx.temperature = gate, temperature
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        if ctx.recompute is not None:
+        if ctx.compute is not None:
+            tensors = ctx.saved_tensors
             with torch.no_grad():
-                z = _original(ctx.recompute)
+                z = _original(lambda: ctx.compute(*tensors))
         else:
             (z,) = ctx.saved_tensors
-        return grad * ctx.gate(z, ctx.temperature), None, None, None, None, None
+        return ctx.gate(z, ctx.temperature).mul_(grad), None, None, None, None, None
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -169,18 +175,21 @@ class PoolGeometry:
         return index, valid, padded
 
 
-def soft_pool_weights(windows: Tensor, valid: Tensor, temperature: float, rule: str) -> Tensor:
-    """Backward weights of each window element (last dim = window).
+def soft_pool_weights(windows: Tensor, temperature: float, rule: str) -> Tensor:
+    """Backward weights of each window element; ``windows`` is (rows, K, L) with padding = -inf.
 
-    ``detached``: ``softmax(x / T)``. ``smoothmax``: derivative of ``sum x * softmax(x / T)``,
-    i.e. ``p * (1 + (x - sum p x) / T)``. Padding (``valid == False``) gets weight 0.
+    ``detached``: ``p = softmax(x / T)`` over K. ``smoothmax``: derivative of ``sum x * p``, i.e.
+    ``p * (1 + (x - sum p x) / T)``. Padding gets weight 0. Works in place on ``windows``.
     """
-    p = torch.softmax(windows / temperature, dim=-1)
+    top = windows.amax(1, keepdim=True)
+    d = windows.sub_(top).div_(temperature)          # (x - max) / T <= 0, -inf at padding
+    d.clamp_(min=-1e4)                               # exp(-1e4) == 0, and 0 * d stays finite
+    p = torch.exp(d)
+    p.div_(p.sum(1, keepdim=True))
     if rule == "detached":
         return p
-    x = torch.where(valid, windows, torch.zeros((), dtype=windows.dtype, device=windows.device))
-    mean = (p * x).sum(-1, keepdim=True)
-    return p * (1 + torch.where(valid, x - mean, torch.zeros_like(x)) / temperature)
+    mean_d = (p * d).sum(1, keepdim=True)            # (sum p x - max) / T
+    return d.sub_(mean_d).add_(1).mul_(p)
 
 
 class SoftMaxPool(torch.autograd.Function):
@@ -222,11 +231,10 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
     """
     n = geometry.n
     in_size = tuple(x.shape[-n:])
-    index, valid, padded = geometry.window_index(in_size, out_size, x.device)
-    flat_index = index.reshape(-1)
+    index, _, padded = geometry.window_index(in_size, out_size, x.device)
     xb = x.reshape(-1, *in_size)
     rows = xb.shape[0]
-    grads = grad.reshape(rows, -1, 1)
+    grads = grad.reshape(rows, -1)
     pads: list[int] = []
     for i in reversed(range(n)):
         left = geometry.padding[i]
@@ -234,14 +242,16 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
     crop = (slice(None),) + tuple(slice(geometry.padding[i], geometry.padding[i] + in_size[i])
                                   for i in range(n))
     grad_in = torch.empty_like(xb)
+    index_kl = index.t().contiguous()                                       # (K, L)
     chunk = max(1, POOL_CHUNK_ELEMENTS // max(1, index.numel()))
     for start in range(0, rows, chunk):
         part = slice(start, min(rows, start + chunk))
-        xp = F.pad(xb[part], pads, value=-math.inf).reshape(part.stop - start, -1)
-        weights = soft_pool_weights(xp[:, index], valid, temperature, rule)    # (rows, L, K)
-        contrib = (weights * grads[part]).reshape(part.stop - start, -1)
-        acc = torch.zeros_like(xp).index_add_(1, flat_index, contrib)
-        grad_in[part] = acc.reshape(part.stop - start, *padded)[crop]
+        n_rows = part.stop - start
+        xp = F.pad(xb[part], pads, value=-math.inf).reshape(n_rows, -1)
+        weights = soft_pool_weights(xp[:, index_kl], temperature, rule)    # (rows, K, L)
+        contrib = weights.mul_(grads[part].reshape(n_rows, 1, -1)).reshape(n_rows, -1)
+        acc = torch.zeros_like(xp).index_add_(1, index_kl.reshape(-1), contrib)
+        grad_in[part] = acc.reshape(n_rows, *padded)[crop]
     return grad_in.reshape(*x.shape)
 
 

@@ -46,7 +46,7 @@ from whiteboxdl.pullbacks.gates import (
     normal_gate,
     sigmoid_gate,
 )
-from whiteboxdl.pullbacks.recipes import attach, evaluate, operand_recipe, recipe_of
+from whiteboxdl.pullbacks.recipes import attach, call, combine, operand, recipe_of
 
 #: Rules applied by default (the paper's: ReLU networks with max-pooling).
 DEFAULT_RULES = ("relu", "maxpool")
@@ -158,7 +158,7 @@ class ExcitationPullbacks(TorchFunctionMode):
         training = _bind(("input", "running_mean", "running_var", "weight", "bias", "training"),
                          args, kwargs).get("training", False)
         if not training and isinstance(out, Tensor) and _wants_grad(out):
-            attach(out, lambda: func(*args, **kwargs))
+            attach(out, call(func, args, kwargs))
         return out
 
     def _add(self, func, args, kwargs):
@@ -168,13 +168,10 @@ class ExcitationPullbacks(TorchFunctionMode):
         inplace = func is torch.Tensor.add_
         if inplace and recipe_of(args[0]) is None:
             return func(*args, **kwargs)
-        left, right = operand_recipe(args[0]), operand_recipe(args[1])
+        left, right = operand(args[0]), operand(args[1])
         out = func(*args, **kwargs)
         if _wants_grad(out):
-            if inplace:
-                attach(out, lambda: evaluate(left).add_(evaluate(right)))
-            else:
-                attach(out, lambda: torch.add(evaluate(left), evaluate(right)))
+            attach(out, combine(torch.Tensor.add_ if inplace else torch.add, left, right))
         return out
 
     def _relu(self, func, args, kwargs):

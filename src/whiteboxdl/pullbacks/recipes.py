@@ -10,9 +10,9 @@ change since it was made).
 Example
 -------
 >>> import torch
->>> from whiteboxdl.pullbacks.recipes import attach, recipe_of
+>>> from whiteboxdl.pullbacks.recipes import attach, leaf, recipe_of
 >>> a = torch.ones(2)
->>> attach(a, lambda: torch.ones(2))
+>>> attach(a, leaf(torch.ones(2)))
 >>> recipe_of(a) is not None, (a.add_(1), recipe_of(a))[1] is None
 (True, True)
 """
@@ -26,11 +26,52 @@ from torch import Tensor
 
 _ATTR = "_whiteboxdl_recipe"
 
-Recipe = Callable[[], Tensor]
+
+class Recipe:
+    """``compute(*tensors)`` recomputes a tensor; ``tensors`` are handed to ``save_for_backward``
+    (so autograd frees them after backward and detects in-place changes); ``compute`` holds none.
+    """
+
+    def __init__(self, tensors: tuple[Tensor, ...], compute: Callable[..., Tensor]):
+        self.tensors, self.compute = tensors, compute
+
+    def __call__(self) -> Tensor:
+        return self.compute(*self.tensors)
+
+
+def leaf(tensor: Tensor) -> Recipe:
+    """A tensor kept by reference (saved for backward as it is)."""
+    return Recipe((tensor,), lambda t: t)
+
+
+def call(func: Callable, args: tuple, kwargs: dict) -> Recipe:
+    """Recipe ``func(*args, **kwargs)``; the tensor arguments become the saved tensors."""
+    tensors = tuple(a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor))
+    template_args = [None if isinstance(a, Tensor) else a for a in args]
+    template_kwargs = {k: (None if isinstance(v, Tensor) else v) for k, v in kwargs.items()}
+    arg_slots = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+    kw_slots = [k for k, v in kwargs.items() if isinstance(v, Tensor)]
+
+    def compute(*ts: Tensor) -> Tensor:
+        new_args, new_kwargs = list(template_args), dict(template_kwargs)
+        for i, t in zip(arg_slots, ts):
+            new_args[i] = t
+        for k, t in zip(kw_slots, ts[len(arg_slots):]):
+            new_kwargs[k] = t
+        return func(*new_args, **new_kwargs)
+
+    return Recipe(tensors, compute)
+
+
+def combine(op: Callable[[Tensor, Tensor], Tensor], left: Recipe, right: Recipe) -> Recipe:
+    """Recipe ``op(left(), right())``."""
+    n = len(left.tensors)
+    lc, rc = left.compute, right.compute
+    return Recipe(left.tensors + right.tensors, lambda *ts: op(lc(*ts[:n]), rc(*ts[n:])))
 
 
 def attach(tensor: Tensor, recipe: Recipe) -> None:
-    """Record that ``recipe()`` recomputes ``tensor`` as it is now."""
+    """Record that ``recipe`` recomputes ``tensor`` as it is now."""
     setattr(tensor, _ATTR, (tensor._version, recipe))
 
 
@@ -42,25 +83,6 @@ def recipe_of(tensor: object) -> Optional[Recipe]:
     return entry[1]
 
 
-def _kept(tensor: Tensor) -> Recipe:
-    """Recipe of a tensor held by reference (it must not change before backward)."""
-    version = tensor._version
-
-    def get() -> Tensor:
-        if tensor._version != version:
-            raise RuntimeError("a tensor needed to recompute a pre-activation for the pullback "
-                               "backward was modified in place after use")
-        return tensor
-
-    return get
-
-
-def operand_recipe(value: object) -> Recipe | object:
-    """Recipe for an operand: its own recipe, a by-reference getter, or a Python scalar."""
-    if isinstance(value, Tensor):
-        return recipe_of(value) or _kept(value)
-    return value
-
-
-def evaluate(part) -> object:
-    return part() if callable(part) else part
+def operand(tensor: Tensor) -> Recipe:
+    """An operand's own recipe, or the tensor itself kept by reference."""
+    return recipe_of(tensor) or leaf(tensor)
