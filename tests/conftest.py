@@ -26,3 +26,19 @@ def needs_mnist(mnist_available):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+#: Test folders run with one torch thread: on a shared, oversubscribed 2-core machine two
+#: spinning OpenMP threads made their many small ops 5-50x slower; results do not depend on it.
+ONE_THREAD_DIRS = {"models", "semantic", "quality"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_where_it_helps(request):
+    if request.node.path.parent.name not in ONE_THREAD_DIRS:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

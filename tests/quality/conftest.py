@@ -46,12 +46,3 @@ def cnn():
 def images():
     g = torch.Generator().manual_seed(1)
     return torch.rand(4, 1, 28, 28, generator=g), torch.tensor([3, 1, 7, 0])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on the shared 2-core machine, more threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
