@@ -94,3 +94,12 @@ def test_model_state_is_restored(linear_problem):
     attack(p.model, p.x[:4], p.y[:4], EPS, name="fgsm")
     assert p.model.training and all(q.requires_grad for q in p.model.parameters())
     p.model.eval()
+
+
+def test_autoattack_leaves_the_callers_random_stream_alone(linear_problem):
+    p = linear_problem
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    attack(p.model, p.x, p.y, 0.1, name="apgd-ce", seed=7)  # pyautoattack re-seeds internally
+    assert torch.equal(torch.rand(3), expected)

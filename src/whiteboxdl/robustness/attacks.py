@@ -426,6 +426,7 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None
         raise ValueError(f"attack {name!r} has no option {unknown[0]!r}; its options: "
                          f"{', '.join(allowed) or 'none'}")
     n_real = validate_inputs(model, x, y, eps, norm, bounded=info.bounded)
-    with eval_mode(model):
+    # AutoAttack re-seeds torch's global generator: keep the caller's random stream untouched
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
         x_adv = info.fn(model, x, y, eps, norm=norm, seed=int(seed), n_real=n_real, **options)
     return x_adv.detach()
