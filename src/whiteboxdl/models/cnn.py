@@ -78,6 +78,11 @@ def random_shift(batch: torch.Tensor, generator: torch.Generator, max_shift: int
     return picked_rows.gather(3, cols.expand(n, c, h, w))
 
 
+#: Command-line shorthands for the project's trained CNNs, by dataset (both spellings accepted).
+CNN_SHORTHANDS = {"mnist-cnn": "mnist", "fashion-cnn": "fashion-mnist",
+                  "fashion-mnist-cnn": "fashion-mnist"}
+
+
 def cnn_dir(dataset: str = "mnist", digits: Sequence[int] | None = None) -> Path:
     """Cache directory of a trained CNN: ``models_dir()/<dataset>[-<digits>]-cnn``."""
     _check_dataset(dataset)

@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-#: Shorthands for the project's trained CNNs (``whiteboxdl train cnn``), by dataset.
-CNN_NAMES = {"mnist-cnn": "mnist", "fashion-cnn": "fashion-mnist"}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")
 
 
 @dataclass
@@ -46,12 +42,15 @@ def load_explained_model(spec: str, weights: str = "DEFAULT") -> LoadedModel:
     ImageNet models are wrapped to take [-1, 1]."""
     from whiteboxdl.data.imagenet import SignedImageNetInput
 
-    if spec in CNN_NAMES:
+    from whiteboxdl.models.cnn import CNN_SHORTHANDS
+
+    if spec in CNN_SHORTHANDS:
+        from whiteboxdl.data.mnist import get_spec
         from whiteboxdl.models.cnn import get_cnn
 
-        model = get_cnn(CNN_NAMES[spec], train_if_missing=False)
-        names = [str(d) for d in range(10)] if spec == "mnist-cnn" else list(FASHION_CLASSES)
-        return LoadedModel(model, 1, 28, (0.0, 1.0), names)
+        dataset = CNN_SHORTHANDS[spec]
+        model = get_cnn(dataset, train_if_missing=False)
+        return LoadedModel(model, 1, 28, (0.0, 1.0), list(get_spec(dataset).classes))
     path = Path(spec).expanduser()
     if path.suffix in (".pt", ".pth") or path.is_file():
         from whiteboxdl.models.checkpoint import load_model, read_model_file

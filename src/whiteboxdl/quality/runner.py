@@ -110,9 +110,6 @@ def seed_for(*parts: object) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
-CNN_NAMES = {"mnist-cnn": "mnist", "fashion-mnist-cnn": "fashion-mnist"}
-
-
 def load_model(spec: str) -> tuple[nn.Module, Domain]:
     """A model by name or file, in eval mode, with its input domain.
 
@@ -124,10 +121,12 @@ def load_model(spec: str) -> tuple[nn.Module, Domain]:
     """
     path = Path(spec)
     name, sep, weights = spec.partition(":")
-    if spec in CNN_NAMES:
+    from whiteboxdl.models.cnn import CNN_SHORTHANDS
+
+    if spec in CNN_SHORTHANDS:
         from whiteboxdl.models.cnn import get_cnn
 
-        return get_cnn(dataset=CNN_NAMES[spec]).eval(), (0.0, 1.0)
+        return get_cnn(dataset=CNN_SHORTHANDS[spec]).eval(), (0.0, 1.0)
     if path.suffix in (".pt", ".pth") or path.exists():
         from whiteboxdl.models.checkpoint import load_model as load_file
 
