@@ -26,6 +26,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import math
 from numbers import Real
 from typing import Callable, Optional, Sequence
@@ -45,6 +46,14 @@ def sigmoid_gate(z: Tensor, temperature: float) -> Tensor:
 def normal_gate(z: Tensor, temperature: float) -> Tensor:
     """The later revision's "expected gating" ``Phi(z / T)`` (standard normal CDF)."""
     return torch.special.ndtr(z / temperature)
+
+
+def gated_grad(gate: GateFn, z: Tensor, temperature: float, grad: Tensor) -> Tensor:
+    """``grad * gate(z, T)``; for the sigmoid gate one fused pass (the softplus derivative with
+    ``beta = 1/T`` is ``sigmoid(z / T)``; past ``z/T = 40`` it is 1 to within 4e-18)."""
+    if gate is sigmoid_gate:
+        return torch.ops.aten.softplus_backward(grad, z, 1.0 / temperature, 40.0)
+    return gate(z, temperature).mul_(grad)
 
 
 #: Gate functions by name.
@@ -116,7 +125,7 @@ class SoftGate(torch.autograd.Function):
                 z = _original(lambda: ctx.compute(*tensors))
         else:
             (z,) = ctx.saved_tensors
-        return ctx.gate(z, ctx.temperature).mul_(grad), None, None, None, None, None
+        return gated_grad(ctx.gate, z, ctx.temperature, grad), None, None, None, None, None
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -151,45 +160,23 @@ class PoolGeometry:
         self.padding = _tuple(padding, n, "padding")
         self.dilation = _tuple(dilation, n, "dilation")
 
-    def window_index(self, in_size: Sequence[int], out_size: Sequence[int], device):
-        """Flat indices into the padded input of every window element, shape (L, K), plus the
-        padded size, per-dim left padding and a (L, K) mask of real (non-padding) elements."""
-        padded, index, valid = [], None, None
-        shape_len = 2 * self.n
-        for i in range(self.n):
-            k, s, p, d = self.kernel[i], self.stride[i], self.padding[i], self.dilation[i]
-            need = (out_size[i] - 1) * s + d * (k - 1) + 1
-            size = max(in_size[i] + 2 * p, need)
-            padded.append(size)
-            pos = (torch.arange(out_size[i], device=device) * s)[:, None] \
-                + (torch.arange(k, device=device) * d)[None, :]
-            real = (pos >= p) & (pos < p + in_size[i])
-            view = [1] * shape_len
-            view[i], view[self.n + i] = out_size[i], k
-            pos, real = pos.view(view), real.view(view)
-            index = pos if index is None else index * size + pos
-            valid = real if valid is None else valid & real
-        n_out, n_k = math.prod(out_size), math.prod(self.kernel)
-        index = index.expand(*out_size, *self.kernel).reshape(n_out, n_k)
-        valid = valid.expand(*out_size, *self.kernel).reshape(n_out, n_k)
-        return index, valid, padded
+    def padded_size(self, in_size: Sequence[int], out_size: Sequence[int]) -> list[int]:
+        """Per-dim size of a padded input that holds every window (``ceil_mode`` windows may
+        reach past the right padding)."""
+        return [max(in_size[i] + 2 * self.padding[i],
+                    (out_size[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1)
+                for i in range(self.n)]
 
+    def offsets(self) -> list[tuple[int, ...]]:
+        """Every position inside a window (``prod(kernel)`` tuples)."""
+        return list(itertools.product(*(range(k) for k in self.kernel)))
 
-def soft_pool_weights(windows: Tensor, temperature: float, rule: str) -> Tensor:
-    """Backward weights of each window element; ``windows`` is (rows, K, L) with padding = -inf.
-
-    ``detached``: ``p = softmax(x / T)`` over K. ``smoothmax``: derivative of ``sum x * p``, i.e.
-    ``p * (1 + (x - sum p x) / T)``. Padding gets weight 0. Works in place on ``windows``.
-    """
-    top = windows.amax(1, keepdim=True)
-    d = windows.sub_(top).div_(temperature)          # (x - max) / T <= 0, -inf at padding
-    d.clamp_(min=-1e4)                               # exp(-1e4) == 0, and 0 * d stays finite
-    p = torch.exp(d)
-    p.div_(p.sum(1, keepdim=True))
-    if rule == "detached":
-        return p
-    mean_d = (p * d).sum(1, keepdim=True)            # (sum p x - max) / T
-    return d.sub_(mean_d).add_(1).mul_(p)
+    def element_view(self, padded: Tensor, offset: Sequence[int],
+                     out_size: Sequence[int]) -> Tensor:
+        """Strided view of ``padded`` holding element ``offset`` of every window (output shape)."""
+        index = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, m, s in
+                      zip(offset, self.dilation, out_size, self.stride))
+        return padded[(..., *index)]
 
 
 class SoftMaxPool(torch.autograd.Function):
@@ -218,41 +205,57 @@ class SoftMaxPool(torch.autograd.Function):
                                   ctx.rule), None, None, None, None
 
 
-#: Max-pool backward works on chunks of rows whose unfolded windows hold about this many elements.
-POOL_CHUNK_ELEMENTS = 1 << 21
+#: Max-pool backward works on chunks of rows (batch x channels) of about this many output elements
+#: (the window tensors, ``prod(kernel)`` times that, then stay in cache: ~2x faster than 1 << 20).
+POOL_CHUNK_ELEMENTS = 1 << 16
 
 
 def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
                        temperature: float, rule: str) -> Tensor:
     """Input gradient of a max-pool under soft window routing (see :class:`SoftMaxPool`).
 
-    Rows (batch x channels) are processed in chunks, so the temporary window tensors stay small
-    and the peak memory is that of the vanilla max-pool backward plus a few megabytes.
+    With ``d = (x - window max) / T`` and ``p = softmax(d)`` over each window, an element gets
+    ``p * grad`` (``"detached"``) or ``p * (1 + d - sum p d) * grad`` (``"smoothmax"``, the
+    derivative of ``sum x * p``). Each window element is a strided view of the padded input
+    (padding is ``-inf``, so it gets weight 0): the views are stacked into one ``(K, ...)`` tensor,
+    weighted with a few element-wise passes and added back view by view (no gather or scatter).
+    Rows are processed in chunks, so the temporaries stay small.
     """
     n = geometry.n
     in_size = tuple(x.shape[-n:])
-    index, _, padded = geometry.window_index(in_size, out_size, x.device)
-    xb = x.reshape(-1, *in_size)
-    rows = xb.shape[0]
-    grads = grad.reshape(rows, -1)
+    padded = geometry.padded_size(in_size, out_size)
     pads: list[int] = []
     for i in reversed(range(n)):
-        left = geometry.padding[i]
-        pads += [left, padded[i] - in_size[i] - left]
+        pads += [geometry.padding[i], padded[i] - in_size[i] - geometry.padding[i]]
     crop = (slice(None),) + tuple(slice(geometry.padding[i], geometry.padding[i] + in_size[i])
                                   for i in range(n))
+    xb, gb = x.reshape(-1, *in_size), grad.reshape(-1, *out_size)
     grad_in = torch.empty_like(xb)
-    index_kl = index.t().contiguous()                                       # (K, L)
-    chunk = max(1, POOL_CHUNK_ELEMENTS // max(1, index.numel()))
-    for start in range(0, rows, chunk):
-        part = slice(start, min(rows, start + chunk))
-        n_rows = part.stop - start
-        xp = F.pad(xb[part], pads, value=-math.inf).reshape(n_rows, -1)
-        weights = soft_pool_weights(xp[:, index_kl], temperature, rule)    # (rows, K, L)
-        contrib = weights.mul_(grads[part].reshape(n_rows, 1, -1)).reshape(n_rows, -1)
-        acc = torch.zeros_like(xp).index_add_(1, index_kl.reshape(-1), contrib)
-        grad_in[part] = acc.reshape(n_rows, *padded)[crop]
-    return grad_in.reshape(*x.shape)
+    chunk = max(1, POOL_CHUNK_ELEMENTS // max(1, math.prod(out_size)))
+    for start in range(0, xb.shape[0], chunk):
+        part = slice(start, start + chunk)
+        xp = F.pad(xb[part], pads, value=-math.inf)
+        grad_in[part] = _soft_route(xp, gb[part], geometry, out_size, temperature, rule)[crop]
+    return grad_in.reshape(x.shape)
+
+
+def _soft_route(xp: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
+                temperature: float, rule: str) -> Tensor:
+    """Soft routing of ``grad`` (rows, *out) onto the padded input ``xp`` (rows, *padded)."""
+    offsets = geometry.offsets()
+    windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])  # (K, rows, *out)
+    top = windows.amax(0)
+    d = windows.sub_(top).mul_(1.0 / temperature).clamp_(min=-1e4)  # exp(-1e4) == 0, 0 * d finite
+    weight = torch.exp(d)
+    total = weight.sum(0)
+    if rule == "smoothmax":
+        mean_d = torch.mul(weight, d).sum(0).div_(total)                # sum p d
+        weight.mul_(d.sub_(mean_d).add_(1))
+    weight.mul_(grad / total)
+    routed = torch.zeros_like(xp)
+    for k, offset in enumerate(offsets):
+        geometry.element_view(routed, offset, out_size).add_(weight[k])
+    return routed
 
 
 def soft_max_pool(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
