@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from whiteboxdl.semantic.samplers import (AffinePoses, RotationPoses, block_roll_index,
-                                          pixel_affine_to_grid)
+                                          invert_affine, pixel_affine_to_grid)
 
 
 def bilinear_warp(image: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_rotation_map_is_a_buffer_not_a_parameter():
 
 def test_affine_poses_match_explicit_bilinear_warp_in_corner_pixel_coordinates():
     torch.manual_seed(1)
-    poses = AffinePoses(n_features=2, n_poses=3)
+    poses = AffinePoses(n_features=2, n_poses=3, convention="sample")
     with torch.no_grad():
         poses.theta[0, 0] = torch.tensor([[2.0, 0, 0], [0, 2.0, 0]])          # zoom about corner
         poses.theta[0, 1] = torch.tensor([[1.0, 0, 2.0], [0, 1.0, -1.0]])     # integer shift
@@ -86,10 +86,31 @@ def test_affine_pose_equals_grid_sample_with_align_corners_true():
     assert grid[y, x].tolist() == pytest.approx([2 * sx / 27 - 1, 2 * sy / 27 - 1], abs=1e-6)
     img = torch.randn(1, 1, 28, 28)
     ours = F.grid_sample(img, grid[None], align_corners=True)
-    poses = AffinePoses(1, 1)
+    poses = AffinePoses(1, 1, convention="sample")
     with torch.no_grad():
         poses.theta[0, 0] = theta
     torch.testing.assert_close(poses(img[0])[0], ours[0], atol=1e-6, rtol=0)
+
+
+def test_warp_poses_move_the_feature_and_equal_sampling_with_the_inverse_map():
+    torch.manual_seed(2)
+    warp, sample = AffinePoses(2, 3), AffinePoses(2, 3, convention="sample")
+    assert warp.convention == "warp"            # the default, as the reference code's kornia warp
+    with torch.no_grad():
+        warp.theta[0, 0] = torch.tensor([[1.0, 0, 2.0], [0, 1.0, -1.0]])   # move right 2, up 1
+        warp.theta[1, 1] = torch.tensor([[2.0, 0, 0], [0, 2.0, 0]])         # zoom in about corner
+        sample.theta.copy_(invert_affine(warp.theta))
+    base = torch.randn(2, 9, 11)
+    out = warp(base)
+    torch.testing.assert_close(out, sample(base), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0, 0, :-1, 2:], base[0, 1:, :-2])   # out[y, x] = base[y+1, x-2]
+    assert torch.isclose(out[1, 1, 4, 6], base[1, 2, 3])               # pixel (3, 2) lands at (6, 4)
+    # the inverse is exact and differentiable
+    theta = torch.tensor([[0.9, 0.3, 1.7], [-0.2, 1.1, -0.6]], dtype=torch.float64, requires_grad=True)
+    back = invert_affine(invert_affine(theta))
+    torch.testing.assert_close(back, theta.detach())
+    back.sum().backward()
+    assert torch.isfinite(theta.grad).all()
 
 
 def test_affine_init_is_identity_plus_jitter_and_pixel_translations():
@@ -118,3 +139,5 @@ def test_bad_shapes_raise_value_error():
         AffinePoses(2, 3)(torch.randn(3, 8, 8))
     with pytest.raises(ValueError, match="theta"):
         pixel_affine_to_grid(torch.randn(2, 2), 4, 4)
+    with pytest.raises(ValueError, match="convention"):
+        AffinePoses(2, 3, convention="inverse")

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--no-conv", action="store_true", help="ablation: drop the conv layer")
     train.add_argument("--no-noise", action="store_true",
                        help="ablation: no noise augmentation")
+    train.add_argument("--pose-convention", choices=["warp", "sample"], default="warp",
+                       help="how affine poses act: move the feature (warp, the reference code's) "
+                            "or say where each output pixel reads (sample, grid_sample's)")
     train.add_argument("--limit", type=int, default=0, metavar="N",
                        help="train on the first N images only (quick runs; 0: all)")
     train.add_argument("--threads", type=int, default=0,
@@ -55,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
                          weight_decay=args.weight_decay, seed=args.seed)
     _, result = train_semantic(args.digits, config, two_step=not args.no_two_step,
                                conv=not args.no_conv, noise=not args.no_noise,
-                               adv_check=args.adv_check, limit=args.limit, out_dir=args.out)
+                               pose_convention=args.pose_convention, adv_check=args.adv_check, limit=args.limit, out_dir=args.out)
     final = result.history[-1]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.endswith(("_acc", "_loss")))
     print(f"trained {args.digits} in {result.seconds:.0f} s: {shown}")

@@ -86,14 +86,17 @@ class TwoStep(nn.Module):
 
     * inner pieces: ``a (z + sh) / |sh|`` with ``sh = T / (s + |T|)``, mapping ``[T0,0) -> [-a0,0)``
       and ``[0,T1) -> [0,a1)``;
-    * outer pieces: ``z (1 - a) / M + sign(T) a`` with ``M = D / (s + D)``, ``D = 1 - |T|``, the
-      analytic largest ``|z|`` over ``y`` in ``[-1,1]``; they map onto ``[-1,-a0]`` and ``[a1,1]``.
+    * outer pieces: ``z (1 - a) / M + sign(T) a`` with ``M = D / (s + D)``, ``D = 1 + |T|``, the
+      analytic largest ``|z|`` over all ``y`` in ``[-1,1]`` (reached at the end of the range *away*
+      from ``T``). The reference code takes the maximum over the whole batch tensor, which equals
+      this as soon as the batch has a pixel at 0 and one at 1; the outer pieces therefore end a
+      little short of -1 and 1 (by ``~ s (1-a)`` for small scales).
 
     Example
     -------
     >>> layer = TwoStep()
-    >>> layer(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])).tolist()
-    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    >>> [round(v, 4) for v in layer(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])).tolist()]
+    [-0.9444, -0.5, 0.0, 0.5, 0.9444]
     """
 
     def __init__(self, a: tuple[float, float] = (0.5, 0.5), t: tuple[float, float] = (0.25, 0.75),
@@ -112,7 +115,7 @@ class TwoStep(nn.Module):
         big_t = torch.stack([t0, t0, t1, t1])
         a = torch.stack([a0, a0, a1, a1])
         s = self.scales
-        far = 1 - big_t.abs()  # distance from T to the end of the outer piece
+        far = 1 + big_t.abs()  # distance from T to the far end of [-1, 1]
         inner = a * (s + big_t.abs()) / big_t.abs()  # a / |sh|
         outer = (1 - a) * (s + far) / far  # (1 - a) / M
         alpha = torch.stack([outer[0], inner[1], inner[2], outer[3]])
@@ -273,7 +276,7 @@ class AffineSemantic(nn.Module):
 
     ``n_features`` base features ``feature_size^2``, zero-padded to ``image_size^2`` (init
     kaiming-uniform, L2-normalised), each with ``n_poses`` learnable 2x3 affine poses
-    (:class:`~whiteboxdl.semantic.samplers.AffinePoses`). Each warped pose is L2-normalised; the
+    (:class:`~whiteboxdl.semantic.samplers.AffinePoses`, ``pose_convention`` "warp" or "sample"). Each warped pose is L2-normalised; the
     output is ``relu(max_p <x, pose_p>)``, shape ``(B, n_features)``.
 
     Example
@@ -284,7 +287,7 @@ class AffineSemantic(nn.Module):
     """
 
     def __init__(self, n_features: int = 8, n_poses: int = 32, feature_size: int = 20,
-                 image_size: int = 28):
+                 image_size: int = 28, pose_convention: str = "warp"):
         super().__init__()
         if not 0 < feature_size <= image_size:
             raise ValueError(f"need 0 < feature_size <= image_size, got {feature_size}, {image_size}")
@@ -292,7 +295,7 @@ class AffineSemantic(nn.Module):
         nn.init.kaiming_uniform_(features, a=5 ** 0.5)
         self.features = nn.Parameter(_unit_norm(features.view(n_features, feature_size,
                                                                feature_size), 2))
-        self.poses = AffinePoses(n_features, n_poses)
+        self.poses = AffinePoses(n_features, n_poses, convention=pose_convention)
         self.image_size = int(image_size)
         lead = (image_size - feature_size) // 2
         self._pad = (lead, image_size - feature_size - lead) * 2

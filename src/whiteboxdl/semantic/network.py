@@ -32,11 +32,13 @@ class SemanticNetwork(nn.Module):
     """two-step -> conv semantic -> affine semantic -> logical; inputs ``(B, 1, 28, 28)`` in [0, 1].
 
     ``two_step=False`` / ``conv=False`` drop a layer (its input passes through unchanged), for
-    ablations. ``class_names`` label the logits (e.g. ``("3", "5")``).
+    ablations. ``class_names`` label the logits (e.g. ``("3", "5")``). ``pose_convention`` says how
+    the affine poses act (see :data:`~whiteboxdl.semantic.samplers.POSE_CONVENTIONS`).
     """
 
     def __init__(self, n_classes: int = 2, two_step: bool = True, conv: bool = True,
-                 class_names: Sequence[str] | None = None, image_size: int = 28):
+                 class_names: Sequence[str] | None = None, image_size: int = 28,
+                 pose_convention: str = "warp"):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -48,7 +50,7 @@ class SemanticNetwork(nn.Module):
         self.two_step = TwoStep() if two_step else None
         self.conv = ConvSemantic() if conv else None
         self.affine = AffineSemantic(n_features=FEATURES_PER_CLASS * n_classes,
-                                     image_size=image_size)
+                                     image_size=image_size, pose_convention=pose_convention)
         self.logical = Logical(n_classes=n_classes, block_size=FEATURES_PER_CLASS)
 
     @property
@@ -74,13 +76,14 @@ class SemanticNetwork(nn.Module):
 
 
 def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
-                   conv: bool = True) -> SemanticNetwork:
+                   conv: bool = True, pose_convention: str = "warp") -> SemanticNetwork:
     """The paper's MNIST semantic-feature network for ``digits`` (logit ``i`` = ``digits[i]``).
 
     Parameters
     ----------
     digits : the classes, 2 to 10 distinct digits; ``(3, 5)`` gives the 4,810-parameter PoC.
     two_step, conv : keep the two-step / convolutional layer (``False`` for ablations).
+    pose_convention : ``"warp"`` (the reference code's) or ``"sample"`` (``grid_sample``'s).
 
     Example
     -------
@@ -91,7 +94,7 @@ def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
     if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be 2 to 10 distinct values in 0..9, got {digits}")
     return SemanticNetwork(n_classes=len(digits), two_step=two_step, conv=conv,
-                           class_names=[str(d) for d in digits])
+                           class_names=[str(d) for d in digits], pose_convention=pose_convention)
 
 
 @torch.no_grad()

@@ -5,12 +5,15 @@ Three pose sets are used by the proof-of-concept network:
 * :class:`RotationPoses` — fixed rotations about the centre of a small kernel, precomputed as one
   linear map ``(poses, s*s, s*s)`` (bilinear, zero padding), applied with one ``einsum``;
 * :class:`AffinePoses` — learnable 2x3 affine maps per feature in pixel coordinates with the origin
-  at the top-left pixel centre (``align_corners=True``), warped with one ``grid_sample``;
+  at the top-left pixel centre (``align_corners=True``), warped with one ``grid_sample``; by
+  default a pose *moves* the feature (the image-warping convention of the reference code), and
+  ``convention="sample"`` gives ``grid_sample``'s (a pose says where each output pixel reads);
 * :func:`block_roll_index` — cyclic shifts ("rolls") of one block of a weight vector, as a gather
   index.
 
-Coordinates follow ``grid_sample``: a point is ``(x, y)`` = (column, row). A pose maps each output
-pixel ``(x, y)`` to the input location it samples from: ``(x', y') = A @ (x, y, 1)``.
+Coordinates follow ``grid_sample``: a point is ``(x, y)`` = (column, row).
+:func:`pixel_affine_to_grid` takes maps from each output pixel ``(x, y)`` to the input location it
+samples from, ``(x', y') = A @ (x, y, 1)``; a "warp" pose is the inverse of that map.
 
 Example
 -------
@@ -119,12 +122,31 @@ class RotationPoses(nn.Module):
         return posed.reshape(base.shape[0], self.n_poses, self.size, self.size)
 
 
+def invert_affine(theta: torch.Tensor) -> torch.Tensor:
+    """Inverse of affine maps ``(..., 2, 3)`` (``[A | t] -> [A^-1 | -A^-1 t]``), differentiable.
+
+    Example
+    -------
+    >>> invert_affine(torch.tensor([[2.0, 0, 4], [0, 1, -1]])).tolist()
+    [[0.5, 0.0, -2.0], [0.0, 1.0, 1.0]]
+    """
+    inverse = torch.linalg.inv(theta[..., :2])
+    return torch.cat([inverse, -inverse @ theta[..., 2:]], dim=-1)
+
+
+#: How an affine pose acts on a feature: ``"warp"`` moves it (base pixel ``p`` lands at
+#: ``theta @ (p, 1)``: OpenCV's / kornia's ``warp_affine``, used by the reference code);
+#: ``"sample"`` is ``grid_sample``'s (output pixel ``q`` reads the base at ``theta @ (q, 1)``).
+POSE_CONVENTIONS = ("warp", "sample")
+
+
 class AffinePoses(nn.Module):
     """Learnable 2x3 affine poses, ``n_poses`` per feature, in pixel coordinates (corner origin).
 
     ``theta`` has shape ``(n_features, n_poses, 2, 3)``; init: identity + N(0, 0.01^2) on all entries
-    + N(0, ``translation_std``^2) pixels on the translation column. Warping is bilinear with zero
-    padding (one ``grid_sample`` call for all features and poses).
+    + N(0, ``translation_std``^2) pixels on the translation column. ``convention`` is one of
+    :data:`POSE_CONVENTIONS`. Warping is bilinear with zero padding (one ``grid_sample`` call for
+    all features and poses).
 
     Example
     -------
@@ -134,11 +156,15 @@ class AffinePoses(nn.Module):
     """
 
     def __init__(self, n_features: int = 8, n_poses: int = 32, jitter_std: float = 0.01,
-                 translation_std: float = 1.0):
+                 translation_std: float = 1.0, convention: str = "warp"):
         super().__init__()
         if n_features < 1 or n_poses < 1:
             raise ValueError(f"n_features and n_poses must be >= 1, got {n_features}, {n_poses}")
+        if convention not in POSE_CONVENTIONS:
+            raise ValueError(f"unknown pose convention {convention!r}; choose one of "
+                             f"{list(POSE_CONVENTIONS)}")
         self.n_features, self.n_poses = int(n_features), int(n_poses)
+        self.convention = convention
         theta = torch.zeros(n_features, n_poses, 2, 3)
         theta[..., 0, 0] = 1.0
         theta[..., 1, 1] = 1.0
@@ -152,7 +178,8 @@ class AffinePoses(nn.Module):
             raise ValueError(f"base features must be ({self.n_features}, H, W), "
                              f"got {tuple(base.shape)}")
         f, h, w = base.shape
-        grid = pixel_affine_to_grid(self.theta, h, w)  # (F, P, H, W, 2)
+        sampling = invert_affine(self.theta) if self.convention == "warp" else self.theta
+        grid = pixel_affine_to_grid(sampling, h, w)  # (F, P, H, W, 2)
         out = F.grid_sample(base.unsqueeze(1), grid.reshape(f, self.n_poses * h, w, 2),
                             mode="bilinear", padding_mode="zeros", align_corners=True)
         return out.view(f, self.n_poses, h, w)

@@ -97,6 +97,7 @@ def train_semantic(
     two_step: bool = True,
     conv: bool = True,
     noise: bool = True,
+    pose_convention: str = "warp",
     adv_check: int = 200,
     adv_steps: int = 10,
     limit: int = 0,
@@ -109,6 +110,7 @@ def train_semantic(
     ----------
     config : defaults to :data:`RECIPE`; ``config.seed`` also seeds the initialisation.
     two_step, conv, noise : ablation switches (drop a layer / the noise augmentation).
+    pose_convention : how the affine poses act (``"warp"``, the default, or ``"sample"``).
     adv_check : size of the fixed test subset for the per-epoch ``apgd{adv_steps}_acc``
         (0 disables it).
     limit : if > 0, train on the first ``limit`` training images only (quick runs, smoke tests).
@@ -120,7 +122,7 @@ def train_semantic(
     config = config or TrainConfig(**asdict(RECIPE))
     digits = [int(d) for d in digits]
     torch.manual_seed(config.seed)
-    model = semantic_mnist(digits, two_step=two_step, conv=conv)
+    model = semantic_mnist(digits, two_step=two_step, conv=conv, pose_convention=pose_convention)
     train = digit_subset(digits, "train")
     if limit < 0:
         raise ValueError(f"limit must be >= 0 (0: all images), got {limit}")
@@ -131,16 +133,24 @@ def train_semantic(
     if adv_check:
         xs, ys = fixed_subset(*test, n=adv_check)
         metrics[f"apgd{adv_steps}_acc"] = lambda m: apgd_accuracy(m, xs, ys, steps=adv_steps)
-    kwargs = {"digits": digits, "two_step": two_step, "conv": conv}
+    kwargs = {"digits": digits, "two_step": two_step, "conv": conv,
+              "pose_convention": pose_convention}
     result = fit(model, train, config, test=test, augment=noise_augment if noise else None,
                  epoch_metrics=metrics, out_dir=out_dir, builder=BUILDER, builder_kwargs=kwargs,
                  progress=progress)
     return model, result
 
 
+#: Bumped whenever the network or the recipe changes what a trained default model is, so cached
+#: models of an older revision are retrained instead of reused (2: the reference code's two-step
+#: normaliser and "warp" affine poses).
+MODEL_REVISION = 2
+
+
 def default_model_path(digits: Sequence[int] = (3, 5)) -> Path:
     """Where :func:`get_semantic_model` caches the default-recipe model for ``digits``."""
-    return models_dir() / f"semantic-{'-'.join(str(int(d)) for d in digits)}" / "model.pt"
+    name = f"semantic-{'-'.join(str(int(d)) for d in digits)}-r{MODEL_REVISION}"
+    return models_dir() / name / "model.pt"
 
 
 def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = True,
