@@ -2,7 +2,8 @@
 
 Each command group lives next to its feature in a module with ``register(subparsers)``; commands
 set ``func(args) -> int`` as their handler. Heavy imports happen inside handlers, so ``--help`` is
-fast.
+fast. Before a command runs, the C allocator is told to keep freed memory for reuse
+(:func:`whiteboxdl.runtime.keep_freed_memory`; ``WHITEBOXDL_KEEP_FREED_MEMORY=0`` turns it off).
 
 Example
 -------
@@ -17,6 +18,7 @@ import importlib
 import sys
 
 from whiteboxdl import __version__
+from whiteboxdl.runtime import keep_freed_memory
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
