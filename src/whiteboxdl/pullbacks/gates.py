@@ -206,7 +206,7 @@ class SoftMaxPool(torch.autograd.Function):
 
 
 #: Max-pool backward works on chunks of rows (batch x channels) of about this many output elements
-#: (the window tensors, ``prod(kernel)`` times that, then stay in cache: ~2x faster than 1 << 20).
+#: (the window tensors, ``prod(kernel)`` times that, then stay in cache: ~1.6x faster than 1 << 20).
 POOL_CHUNK_ELEMENTS = 1 << 16
 
 
