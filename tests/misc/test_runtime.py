@@ -1,4 +1,4 @@
-"""keep_freed_memory: freed large blocks are reused instead of being unmapped and faulted in again."""
+"""keep_freed_memory: freed large blocks are reused, not unmapped and faulted in again."""
 
 from __future__ import annotations
 

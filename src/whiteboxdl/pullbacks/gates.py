@@ -243,7 +243,8 @@ def _soft_route(xp: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequ
                 temperature: float, rule: str) -> Tensor:
     """Soft routing of ``grad`` (rows, *out) onto the padded input ``xp`` (rows, *padded)."""
     offsets = geometry.offsets()
-    windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])  # (K, rows, *out)
+    # (K, rows, *out): element k of every window
+    windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])
     top = windows.amax(0)
     d = windows.sub_(top).mul_(1.0 / temperature).clamp_(min=-1e4)  # exp(-1e4) == 0, 0 * d finite
     weight = torch.exp(d)

@@ -58,7 +58,8 @@ def _train(args: argparse.Namespace) -> int:
                          weight_decay=args.weight_decay, seed=args.seed)
     _, result = train_semantic(args.digits, config, two_step=not args.no_two_step,
                                conv=not args.no_conv, noise=not args.no_noise,
-                               pose_convention=args.pose_convention, adv_check=args.adv_check, limit=args.limit, out_dir=args.out)
+                               pose_convention=args.pose_convention, adv_check=args.adv_check,
+                               limit=args.limit, out_dir=args.out)
     final = result.history[-1]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.endswith(("_acc", "_loss")))
     print(f"trained {args.digits} in {result.seconds:.0f} s: {shown}")

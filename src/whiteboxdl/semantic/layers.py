@@ -276,8 +276,9 @@ class AffineSemantic(nn.Module):
 
     ``n_features`` base features ``feature_size^2``, zero-padded to ``image_size^2`` (init
     kaiming-uniform, L2-normalised), each with ``n_poses`` learnable 2x3 affine poses
-    (:class:`~whiteboxdl.semantic.samplers.AffinePoses`, ``pose_convention`` "warp" or "sample"). Each warped pose is L2-normalised; the
-    output is ``relu(max_p <x, pose_p>)``, shape ``(B, n_features)``.
+    (:class:`~whiteboxdl.semantic.samplers.AffinePoses`, ``pose_convention`` "warp" or
+    "sample"). Each warped pose is L2-normalised; the output is ``relu(max_p <x, pose_p>)``,
+    shape ``(B, n_features)``.
 
     Example
     -------
