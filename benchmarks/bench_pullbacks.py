@@ -10,8 +10,11 @@ time is the steadier of the two. Peak memory: each variant runs once in a fresh 
 input and one warm-up forward in memory) the peak-RSS counter is reset (``/proc/self/clear_refs``)
 and we report the peak (``VmHWM``) minus the RSS at that moment; glibc's mmap threshold
 is pinned to 64 KiB so freed large blocks return to the OS and the RSS follows the allocations.
+With ``--device cuda``: CUDA-synchronised wall time, and the peak of PyTorch's CUDA allocator
+(``max_memory_allocated``) above what was allocated right before the call, measured in-process.
 
 Usage: nice python benchmarks/bench_pullbacks.py [--batch 8] [--size 224] [--repeats 3]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from whiteboxdl.pullbacks import PullbackAscent, excitation_pullbacks  # noqa: E402
+from whiteboxdl.runtime import keep_freed_memory  # noqa: E402
 from whiteboxdl.viz.report import markdown_table  # noqa: E402
 
 VARIANTS = {
@@ -43,13 +47,13 @@ VARIANTS = {
 }
 
 
-def setup(batch: int, size: int, model_name: str):
+def setup(batch: int, size: int, model_name: str, device: str = "cpu"):
     import torchvision
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, model_name)().eval()
-    x = torch.rand(batch, 3, size, size) * 2 - 1
-    target = torch.arange(batch) * 7 % 1000
+    model = getattr(torchvision.models, model_name)().eval().to(device)
+    x = (torch.rand(batch, 3, size, size) * 2 - 1).to(device)
+    target = (torch.arange(batch) * 7 % 1000).to(device)
     with torch.no_grad():
         model(x[:1])
     return model, x, target
@@ -78,6 +82,21 @@ def _status_mib(key: str) -> float:
     raise RuntimeError(f"{key} not in /proc/self/status (Linux only)")
 
 
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_cuda_memory(name: str, model, x, target) -> float:
+    """Peak MiB the CUDA allocator held above its level right before the call."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    run_variant(name, model, x, target)
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
 def measure_memory(name: str, args) -> float:
     model, x, target = setup(args.batch, args.size, args.model)
     with open("/proc/self/clear_refs", "w") as f:    # reset the peak (VmHWM) to the current RSS
@@ -94,6 +113,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="time with whiteboxdl.runtime.keep_freed_memory() (as every "
+                             "whiteboxdl command runs); glibc's defaults otherwise")
     parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,18 +127,25 @@ def main() -> int:
 
     from tqdm import tqdm
 
-    model, x, target = setup(args.batch, args.size, args.model)
+    if args.keep_freed_memory and not keep_freed_memory():
+        parser.error("--keep-freed-memory needs Linux with glibc")
+
+    model, x, target = setup(args.batch, args.size, args.model, args.device)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     run_variant("vanilla gradient", model, x, target)          # warm-up
     for _ in tqdm(range(args.repeats), desc="timing rounds"):
         for name in VARIANTS:
+            _sync(args.device)
             start, start_cpu = time.perf_counter(), time.process_time()
             run_variant(name, model, x, target)
+            _sync(args.device)
             times[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     memory = {}
-    for name in tqdm(VARIANTS, desc="peak memory (subprocesses)"):
+    for name in tqdm(VARIANTS if args.device == "cuda" else (), desc="peak CUDA memory"):
+        memory[name] = measure_cuda_memory(name, model, x, target)
+    for name in tqdm(VARIANTS if args.device == "cpu" else (), desc="peak memory (subprocesses)"):
         cmd = [sys.executable, __file__, "--batch", str(args.batch), "--size", str(args.size),
                "--model", args.model, "--threads", str(args.threads), "--_memory", name]
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")   # large blocks go back to the OS
@@ -128,11 +158,15 @@ def main() -> int:
     rows = []
     for name in VARIANTS:
         t, c = statistics.median(times[name]), statistics.median(cpu[name])
-        rows.append([name, f"{t:.1f}", f"{t / base_t:.2f}x", f"{c:.1f}", f"{c / base_c:.2f}x",
+        rows.append([name, f"{t:.3g}", f"{t / base_t:.2f}x", f"{c:.3g}", f"{c / base_c:.2f}x",
                      f"{memory[name]:.0f}", f"{memory[name] / base_m:.2f}x"])
+    memory_label = "peak extra CUDA memory (MiB)" if args.device == "cuda" \
+        else "peak extra RSS (MiB)"
     header = ["variant", "wall (s)", "wall vs vanilla", "CPU (s)", "CPU vs vanilla",
-              "peak extra RSS (MiB)", "memory vs vanilla"]
+              memory_label, "memory vs vanilla"]
     table = markdown_table(header, rows)
+    if args.device == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}")
     print(table)
     if not args.no_append:
         section = (
@@ -141,7 +175,8 @@ def main() -> int:
             f"{torch.get_num_threads()} torch threads, CPU shared with other jobs (timings noisy; "
             f"compare the ratios, measured in one run); torch {torch.__version__}\n"
             f"- command: `nice .venv/bin/python benchmarks/bench_pullbacks.py --batch {args.batch} "
-            f"--size {args.size} --repeats {args.repeats}`; {args.model}, random init, eval mode, "
+            f"--size {args.size} --repeats {args.repeats}"
+            f"{' --keep-freed-memory' if args.keep_freed_memory else ''}`; {args.model}, random init, eval mode, "
             f"batch {args.batch}, {args.size}x{args.size}, gradient of the target logits\n"
             f"- time: median wall-clock and process CPU time of {args.repeats} interleaved runs; memory: "
             f"peak RSS (VmHWM, reset via /proc/self/clear_refs) of a fresh subprocess minus its RSS "

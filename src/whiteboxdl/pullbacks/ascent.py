@@ -137,12 +137,14 @@ class PullbackAscent(Attribution):
                                  f"{self.bounds}; rescale the inputs (e.g. unit_to_signed for "
                                  "[-1, 1] models) or pass matching bounds")
 
-    def _target_logit(self, x: Tensor, t: Tensor) -> Tensor:
+    def _target_logit(self, x: Tensor, t: Tensor, check: bool = True) -> Tensor:
+        """The targets' logits; ``check`` validates the output shape and the targets (this
+        waits for the device, so the ascent does it at its first step only)."""
         out = self.forward_func(x)
-        if out.ndim != 2:
+        if check and out.ndim != 2:
             raise ValueError(f"the model must return (N, classes) logits, got shape "
                              f"{tuple(out.shape)}")
-        if int(t.min()) < 0 or int(t.max()) >= out.shape[1]:
+        if check and (int(t.min()) < 0 or int(t.max()) >= out.shape[1]):
             raise ValueError(f"targets must lie in [0, {out.shape[1] - 1}], got "
                              f"{sorted(set(t.tolist()))}")
         return out.gather(1, t[:, None])[:, 0]
@@ -154,10 +156,10 @@ class PullbackAscent(Attribution):
         x0 = inputs.detach()
         x = x0.clone()
         logits = []
-        for _ in range(self.steps):
+        for step_index in range(self.steps):
             x.requires_grad_(True)
             with torch.enable_grad(), self._context():
-                logit = self._target_logit(x, t)
+                logit = self._target_logit(x, t, check=step_index == 0)
                 (grad,) = torch.autograd.grad(logit.sum(), x)
             logits.append(logit.detach())
             del logit                      # free this step's graph before the next forward
@@ -176,7 +178,7 @@ class PullbackAscent(Attribution):
         x = x.detach()
         if final_logits:
             with torch.no_grad():
-                logits.append(self._target_logit(x, t))
+                logits.append(self._target_logit(x, t, check=False))
         target_logits = torch.stack(logits) if logits else torch.empty(0)
         return AscentResult(perturbed=x, difference=x - x0, target_logits=target_logits)
 

@@ -5,14 +5,11 @@ and replaces only the backward pass:
 
 * :class:`SoftGate` — element-wise activations (ReLU, SiLU, GELU): ``grad_in = grad_out * gate(z)``
   with ``gate`` = ``sigmoid(z / T)`` or the normal CDF ``Phi(z / T)``; saves the pre-activation only.
-* :class:`SoftMaxPool` — max-pool 1d/2d/3d: the gradient is routed over each window with
-  ``softmax(x_window / T)`` weights (``"detached"``) or by the derivative of the smooth max
-  ``sum x * softmax(x / T)`` (``"smoothmax"``, the paper's version). Windows follow kernel, stride,
-  padding, dilation and ceil_mode exactly; padding never receives weight. Window weights are
-  recomputed in backward from the saved input.
 * :class:`ConstantStatsLayerNorm` — LayerNorm with mean and variance constant in backward.
 * :class:`ConstantWeightsAttention` — ``scaled_dot_product_attention`` with the attention weights
   (softened by ``T``) constant in backward: the gradient flows through the values only.
+
+Max-pool's soft routing lives in :mod:`whiteboxdl.pullbacks.maxpool`.
 
 Example
 -------
@@ -26,13 +23,11 @@ Example
 
 from __future__ import annotations
 
-import itertools
 import math
 from numbers import Real
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 GateFn = Callable[[Tensor, float], Tensor]
@@ -48,20 +43,21 @@ def normal_gate(z: Tensor, temperature: float) -> Tensor:
     return torch.special.ndtr(z / temperature)
 
 
-def gated_grad(gate: GateFn, z: Tensor, temperature: float, grad: Tensor) -> Tensor:
+def gated_grad(gate: GateFn, z: Tensor, temperature: float, grad: Tensor,
+               reuse_z: bool = False) -> Tensor:
     """``grad * gate(z, T)``; for the sigmoid gate one fused pass (the softplus derivative with
-    ``beta = 1/T`` is ``sigmoid(z / T)``; past ``z/T = 40`` it is 1 to within 4e-18)."""
+    ``beta = 1/T`` is ``sigmoid(z / T)``; past ``z/T = 40`` it is 1 to within 4e-18).
+    ``reuse_z=True`` writes the result into ``z`` (a temporary) instead of a new tensor."""
     if gate is sigmoid_gate:
+        if reuse_z and z.shape == grad.shape and z.dtype == grad.dtype:
+            return torch.ops.aten.softplus_backward.grad_input(grad, z, 1.0 / temperature, 40.0,
+                                                               grad_input=z)
         return torch.ops.aten.softplus_backward(grad, z, 1.0 / temperature, 40.0)
     return gate(z, temperature).mul_(grad)
 
 
 #: Gate functions by name.
 GATES: dict[str, GateFn] = {"sigmoid": sigmoid_gate, "normal": normal_gate}
-
-#: Max-pool backward rules: paper's smooth-max derivative, later detached softmax routing.
-MAXPOOL_RULES = ("smoothmax", "detached")
-
 
 def check_temperature(value: object, name: str = "temperature") -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
@@ -78,12 +74,6 @@ def get_gate(gate: str | GateFn) -> GateFn:
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}; choose one of {sorted(GATES)}")
     return GATES[gate]
-
-
-def check_maxpool_rule(rule: str) -> str:
-    if rule not in MAXPOOL_RULES:
-        raise ValueError(f"unknown maxpool_rule {rule!r}; choose one of {list(MAXPOOL_RULES)}")
-    return rule
 
 
 def _original(call: Callable[[], object]):
@@ -123,9 +113,11 @@ class SoftGate(torch.autograd.Function):
             tensors = ctx.saved_tensors
             with torch.no_grad():
                 z = _original(lambda: ctx.compute(*tensors))
+            fresh = all(z.data_ptr() != t.data_ptr() for t in tensors)
         else:
-            (z,) = ctx.saved_tensors
-        return gated_grad(ctx.gate, z, ctx.temperature, grad), None, None, None, None, None
+            (z,), fresh = ctx.saved_tensors, False
+        return (gated_grad(ctx.gate, z, ctx.temperature, grad, reuse_z=fresh),
+                None, None, None, None, None)
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -136,148 +128,6 @@ def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid
     return SoftGate.apply(z, op, get_gate(gate), temperature, inplace, None)
 
 
-# ----------------------------------------------------------------------------------- max-pool
-def _tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    value = tuple(int(v) for v in value)
-    if len(value) == 1:
-        return value * n
-    if len(value) != n:
-        raise ValueError(f"max-pool {name} must have 1 or {n} entries, got {value}")
-    return value
-
-
-class PoolGeometry:
-    """Kernel, stride, padding and dilation of an ``n``-d max-pool, normalised to tuples."""
-
-    def __init__(self, n: int, kernel_size, stride=None, padding=0, dilation=1):
-        self.n = n
-        self.kernel = _tuple(kernel_size, n, "kernel_size")
-        self.stride = self.kernel if stride is None or (not isinstance(stride, int)
-                                                        and len(stride) == 0) \
-            else _tuple(stride, n, "stride")
-        self.padding = _tuple(padding, n, "padding")
-        self.dilation = _tuple(dilation, n, "dilation")
-
-    def padded_size(self, in_size: Sequence[int], out_size: Sequence[int]) -> list[int]:
-        """Per-dim size of a padded input that holds every window (``ceil_mode`` windows may
-        reach past the right padding)."""
-        return [max(in_size[i] + 2 * self.padding[i],
-                    (out_size[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1)
-                for i in range(self.n)]
-
-    def offsets(self) -> list[tuple[int, ...]]:
-        """Every position inside a window (``prod(kernel)`` tuples)."""
-        return list(itertools.product(*(range(k) for k in self.kernel)))
-
-    def element_view(self, padded: Tensor, offset: Sequence[int],
-                     out_size: Sequence[int]) -> Tensor:
-        """Strided view of ``padded`` holding element ``offset`` of every window (output shape)."""
-        index = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, m, s in
-                      zip(offset, self.dilation, out_size, self.stride))
-        return padded[(..., *index)]
-
-
-class SoftMaxPool(torch.autograd.Function):
-    """Max-pool whose backward routes the gradient softly over each window.
-
-    ``apply(x, op, geometry, temperature, rule)``: ``op(x)`` is the original pooling call; it may
-    return ``(output, indices)``, the indices are non-differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, op, geometry: PoolGeometry, temperature: float,  # type: ignore[override]
-                rule: str):
-        result = _original(lambda: op(x))
-        out = result[0] if isinstance(result, tuple) else result
-        ctx.save_for_backward(x)
-        ctx.geometry, ctx.temperature, ctx.rule = geometry, temperature, rule
-        ctx.out_size = tuple(out.shape[-geometry.n:])
-        if isinstance(result, tuple):
-            ctx.mark_non_differentiable(result[1])
-        return result
-
-    @staticmethod
-    def backward(ctx, grad: Tensor, *unused):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return soft_pool_backward(x, grad, ctx.geometry, ctx.out_size, ctx.temperature,
-                                  ctx.rule), None, None, None, None
-
-
-#: Max-pool backward works on chunks of rows (batch x channels) of about this many output elements
-#: (the window tensors, ``prod(kernel)`` times that, then stay in cache: ~1.6x faster than 1 << 20).
-POOL_CHUNK_ELEMENTS = 1 << 16
-
-
-def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
-                       temperature: float, rule: str) -> Tensor:
-    """Input gradient of a max-pool under soft window routing (see :class:`SoftMaxPool`).
-
-    With ``d = (x - window max) / T`` and ``p = softmax(d)`` over each window, an element gets
-    ``p * grad`` (``"detached"``) or ``p * (1 + d - sum p d) * grad`` (``"smoothmax"``, the
-    derivative of ``sum x * p``). Each window element is a strided view of the padded input
-    (padding is ``-inf``, so it gets weight 0): the views are stacked into one ``(K, ...)`` tensor,
-    weighted with a few element-wise passes and added back view by view (no gather or scatter).
-    Rows are processed in chunks, so the temporaries stay small.
-    """
-    n = geometry.n
-    in_size = tuple(x.shape[-n:])
-    padded = geometry.padded_size(in_size, out_size)
-    pads: list[int] = []
-    for i in reversed(range(n)):
-        pads += [geometry.padding[i], padded[i] - in_size[i] - geometry.padding[i]]
-    crop = (slice(None),) + tuple(slice(geometry.padding[i], geometry.padding[i] + in_size[i])
-                                  for i in range(n))
-    xb, gb = x.reshape(-1, *in_size), grad.reshape(-1, *out_size)
-    grad_in = torch.empty_like(xb)
-    chunk = max(1, POOL_CHUNK_ELEMENTS // max(1, math.prod(out_size)))
-    for start in range(0, xb.shape[0], chunk):
-        part = slice(start, start + chunk)
-        xp = F.pad(xb[part], pads, value=-math.inf)
-        grad_in[part] = _soft_route(xp, gb[part], geometry, out_size, temperature, rule)[crop]
-    return grad_in.reshape(x.shape)
-
-
-def _soft_route(xp: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
-                temperature: float, rule: str) -> Tensor:
-    """Soft routing of ``grad`` (rows, *out) onto the padded input ``xp`` (rows, *padded)."""
-    offsets = geometry.offsets()
-    # (K, rows, *out): element k of every window
-    windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])
-    top = windows.amax(0)
-    d = windows.sub_(top).mul_(1.0 / temperature).clamp_(min=-1e4)  # exp(-1e4) == 0, 0 * d finite
-    weight = torch.exp(d)
-    total = weight.sum(0)
-    if rule == "smoothmax":
-        mean_d = torch.mul(weight, d).sum(0).div_(total)                # sum p d
-        weight.mul_(d.sub_(mean_d).add_(1))
-    weight.mul_(grad / total)
-    routed = torch.zeros_like(xp)
-    for k, offset in enumerate(offsets):
-        geometry.element_view(routed, offset, out_size).add_(weight[k])
-    return routed
-
-
-def soft_max_pool(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
-                  ceil_mode: bool = False, return_indices: bool = False,
-                  temperature: float = 0.3, rule: str = "smoothmax"):
-    """``F.max_pool{1,2,3}d`` (by ``x.ndim``; batched input) with soft routing in backward."""
-    n = x.ndim - 2
-    if n not in (1, 2, 3):
-        raise ValueError(f"expected a batched 1d/2d/3d input (N, C, ...), got shape {tuple(x.shape)}")
-    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
-    geometry = PoolGeometry(n, kernel_size, stride, padding, dilation)
-
-    def op(t):
-        return pool(t, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
-                    return_indices=return_indices)
-
-    return SoftMaxPool.apply(x, op, geometry, check_temperature(temperature),
-                             check_maxpool_rule(rule))
-
-
-# ---------------------------------------------------------------------------------- LayerNorm
 class ConstantStatsLayerNorm(torch.autograd.Function):
     """LayerNorm with mean and variance treated as constants in backward.
 

@@ -37,15 +37,13 @@ from whiteboxdl.pullbacks.gates import (
     ConstantStatsLayerNorm,
     ConstantWeightsAttention,
     GateFn,
-    PoolGeometry,
     SoftGate,
-    SoftMaxPool,
-    check_maxpool_rule,
     check_temperature,
     get_gate,
     normal_gate,
     sigmoid_gate,
 )
+from whiteboxdl.pullbacks.maxpool import PoolGeometry, SoftMaxPool, check_maxpool_rule
 from whiteboxdl.pullbacks.recipes import attach, call, combine, operand, recipe_of
 
 #: Rules applied by default (the paper's: ReLU networks with max-pooling).
@@ -171,7 +169,10 @@ class ExcitationPullbacks(TorchFunctionMode):
         left, right = operand(args[0]), operand(args[1])
         out = func(*args, **kwargs)
         if _wants_grad(out):
-            attach(out, combine(torch.Tensor.add_ if inplace else torch.add, left, right))
+            # a recomputed left operand is a fresh temporary: add into it (one allocation less)
+            into_left = inplace or (recipe_of(args[0]) is not None
+                                    and out.shape == args[0].shape and out.dtype == args[0].dtype)
+            attach(out, combine(torch.Tensor.add_ if into_left else torch.add, left, right))
         return out
 
     def _relu(self, func, args, kwargs):
