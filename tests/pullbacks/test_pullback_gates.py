@@ -115,9 +115,9 @@ POOL_CASES = [  # kernel, stride, padding, dilation, ceil_mode, size
 @pytest.mark.parametrize("chunk", [1 << 16, 7])
 def test_maxpool_routing_matches_hand_computed_windows(rule, k, s, p, d, ceil, size, chunk,
                                                        monkeypatch):
-    from whiteboxdl.pullbacks import maxpool
+    from whiteboxdl.pullbacks import gates
 
-    monkeypatch.setattr(maxpool, "POOL_CHUNK_ELEMENTS", {"cpu": chunk})     # 7: one row per chunk
+    monkeypatch.setattr(gates, "POOL_CHUNK_ELEMENTS", {"cpu": chunk})     # 7: one row per chunk
     x = torch.randn(2, *size)
     g = torch.randn_like(F.max_pool2d(x[None], k, s, p, d, ceil_mode=ceil)[0])
     xr = x.clone().requires_grad_()
@@ -171,32 +171,32 @@ def test_maxpool_1d_3d_routing_with_padding(n):
 def test_window_sum_route_equals_materialised_windows(rule, n, kernel, stride, padding, size,
                                                       ceil_mode):
     """The fast path (one exponential per element, window sums) against explicit windows."""
-    from whiteboxdl.pullbacks import maxpool
+    from whiteboxdl.pullbacks import gates
 
     pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
     x = torch.randn(6, *size) * 3
     out_size = pool(x[:, None], kernel, stride, padding, ceil_mode=ceil_mode).shape[2:]
     grad = torch.randn(6, *out_size)
-    geometry = maxpool.PoolGeometry(n, kernel, stride, padding)
+    geometry = gates.PoolGeometry(n, kernel, stride, padding)
     fast = torch.empty_like(x)
-    assert maxpool._window_sum_route(x, grad, geometry, out_size, 0.3, rule, out=fast)
-    explicit = maxpool._soft_route(x, grad, geometry, out_size, 0.3, rule)
+    assert gates._window_sum_route(x, grad, geometry, out_size, 0.3, rule, out=fast)
+    explicit = gates._soft_route(x, grad, geometry, out_size, 0.3, rule)
     torch.testing.assert_close(fast, explicit, rtol=1e-11, atol=1e-13)
 
 
 def test_rows_the_window_sums_cannot_hold_fall_back_to_explicit_windows():
     """A window ~1000/T below its row's max underflows exp; -inf inputs make e * s undefined.
     Both must take the explicit path and still match the hand-computed routing."""
-    from whiteboxdl.pullbacks import maxpool
+    from whiteboxdl.pullbacks import gates
 
-    geometry = maxpool.PoolGeometry(2, 2, 2)
+    geometry = gates.PoolGeometry(2, 2, 2)
     far = torch.randn(1, 4, 4)
     far[:, :2, :2] += 1000.0
     with_inf = torch.randn(1, 4, 4)
     with_inf[0, 3, 3] = -math.inf
     for x in (far, with_inf):
         grad = torch.randn(1, 2, 2)
-        assert not maxpool._window_sum_route(x, grad, geometry, (2, 2), 0.3, "smoothmax",
+        assert not gates._window_sum_route(x, grad, geometry, (2, 2), 0.3, "smoothmax",
                                            out=torch.empty_like(x))
         xr = x.clone().requires_grad_()
         with excitation_pullbacks(maxpool_temperature=0.3):

@@ -13,8 +13,15 @@ True
 
 from whiteboxdl.pullbacks.ascent import AscentResult, GradientAscent, PullbackAscent
 from whiteboxdl.pullbacks.attribute import ExcitationPullback, pullback_explain_func
-from whiteboxdl.pullbacks.gates import GATES, check_temperature, normal_gate, sigmoid_gate, soft_relu
-from whiteboxdl.pullbacks.maxpool import MAXPOOL_RULES, soft_max_pool
+from whiteboxdl.pullbacks.gates import (
+    GATES,
+    MAXPOOL_RULES,
+    check_temperature,
+    normal_gate,
+    sigmoid_gate,
+    soft_max_pool,
+    soft_relu,
+)
 from whiteboxdl.pullbacks.mode import (
     ALL_RULES,
     DEFAULT_RULES,

@@ -37,13 +37,15 @@ from whiteboxdl.pullbacks.gates import (
     ConstantStatsLayerNorm,
     ConstantWeightsAttention,
     GateFn,
+    PoolGeometry,
     SoftGate,
+    SoftMaxPool,
+    check_maxpool_rule,
     check_temperature,
     get_gate,
     normal_gate,
     sigmoid_gate,
 )
-from whiteboxdl.pullbacks.maxpool import PoolGeometry, SoftMaxPool, check_maxpool_rule
 from whiteboxdl.pullbacks.recipes import attach, call, combine, operand, recipe_of
 
 #: Rules applied by default (the paper's: ReLU networks with max-pooling).
