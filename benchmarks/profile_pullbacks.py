@@ -21,14 +21,9 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench_pullbacks import run_variant, setup  # noqa: E402
+from bench_pullbacks import _sync, run_variant, setup  # noqa: E402
 
 VARIANTS = ("vanilla gradient", "pullback, ReLU rule only", "pullback, ReLU + max-pool (default)")
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> int:
