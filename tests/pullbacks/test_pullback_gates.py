@@ -184,6 +184,19 @@ def test_window_sum_route_equals_materialised_windows(rule, n, kernel, stride, p
     torch.testing.assert_close(fast, explicit, rtol=1e-11, atol=1e-13)
 
 
+def test_window_sum_route_is_accurate_in_float32():
+    """Float32 on a ResNet-stem-like input: as close to the float64 routing as explicit windows."""
+    from whiteboxdl.pullbacks import gates
+
+    x = torch.randn(64, 30, 30, dtype=torch.float32).relu()
+    grad = torch.randn(64, 15, 15, dtype=torch.float32)
+    geometry = gates.PoolGeometry(2, 3, 2, 1)
+    fast = torch.empty_like(x)
+    assert gates._window_sum_route(x, grad, geometry, (15, 15), 0.3, "smoothmax", out=fast)
+    exact = gates._soft_route(x.double(), grad.double(), geometry, (15, 15), 0.3, "smoothmax")
+    assert (fast.double() - exact).abs().max() <= 5e-6 * exact.abs().max()
+
+
 def test_rows_the_window_sums_cannot_hold_fall_back_to_explicit_windows():
     """A window ~1000/T below its row's max underflows exp; -inf inputs make e * s undefined.
     Both must take the explicit path and still match the hand-computed routing."""
