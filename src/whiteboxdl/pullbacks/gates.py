@@ -228,8 +228,8 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
     With ``d = (x - window max) / T`` and ``p = softmax(d)`` over each window, an element gets
     ``p * grad`` (``"detached"``) or ``p * (1 + d - sum p d) * grad`` (``"smoothmax"``, the
     derivative of ``sum x * p``). Rows (batch x channels) are processed in chunks, so the
-    temporaries stay small; each chunk takes :func:`_window_sum_route` (undilated windows) or,
-    where that cannot be exact, :func:`_soft_route`.
+    temporaries stay small; rows take :func:`_window_sum_route` (undilated windows) or, where
+    that cannot be exact, :func:`_soft_route`.
     """
     n = geometry.n
     in_size = tuple(x.shape[-n:])
@@ -240,10 +240,14 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
     by_sums = all(d == 1 for d in geometry.dilation)
     for start in range(0, xb.shape[0], chunk):
         part = slice(start, start + chunk)
-        done = by_sums and _window_sum_route(xb[part], gb[part], geometry, out_size,
-                                             temperature, rule, out=grad_in[part])
-        if not done:
+        if not by_sums:
             grad_in[part] = _soft_route(xb[part], gb[part], geometry, out_size, temperature, rule)
+            continue
+        redo = _window_sum_route(xb[part], gb[part], geometry, out_size, temperature, rule,
+                                 out=grad_in[part])
+        if redo.numel():
+            grad_in[part][redo] = _soft_route(xb[part][redo], gb[part][redo], geometry,
+                                              out_size, temperature, rule)
     return grad_in.reshape(x.shape)
 
 
@@ -293,30 +297,33 @@ def _window_sums_transposed(u: Tensor, in_size: Sequence[int], geometry: PoolGeo
 
 
 def _window_sum_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
-                      temperature: float, rule: str, out: Tensor) -> bool:
+                      temperature: float, rule: str, out: Tensor) -> Tensor:
     """Soft routing from window sums, without materialising the windows.
 
     With ``s = (x - row max) / T`` and ``e = exp(s)`` (one exponential per element, shared by
     all windows holding it), ``p = e / E`` with ``E`` the window sum of ``e``, and the smooth-max
     factor is ``1 + s - F / E`` with ``F`` the window sum of ``e * s``. Hence
     ``grad_in = e * ((1 + s) * A - B)`` with ``A``, ``B`` the adjoint window sums of ``g / E``
-    and ``g * F / E**2`` (``detached``: ``e * A``), written to ``out``. Returns ``False`` (use
-    :func:`_soft_route`) for non-finite inputs or a window so far below its row's max that ``E``
-    nears underflow.
+    and ``g * F / E**2`` (``detached``: ``e * A``), written to ``out``. Returns the indices of
+    the rows it could not route (for :func:`_soft_route`): rows with NaN or +inf inputs or with
+    a window so far below the row's max that ``E`` nears underflow.
     """
     rows, in_size = x.shape[0], tuple(x.shape[1:])
     smooth = rule == "smoothmax"
+    info = torch.finfo(x.dtype)
     high = x.flatten(1).amax(1).view(-1, *([1] * geometry.n))
-    s = torch.add(high.mul(-1.0 / temperature), x, alpha=1.0 / temperature)
+    # exp() is 10-30x slower where its result would be subnormal or 0: stop just above that
+    s = torch.add(high.mul(-1.0 / temperature), x, alpha=1.0 / temperature) \
+        .clamp_(min=math.log(info.tiny) + 1)
     es = x.new_empty((2 if smooth else 1, *x.shape))             # e and e * s, summed together
     e = torch.exp(s, out=es[0])
     if smooth:
         torch.mul(e, s, out=es[1])
     sums = _window_sums(es.flatten(0, 1), geometry, out_size).view(-1, rows, *out_size)
     total = sums[0]
-    info = torch.finfo(x.dtype)
-    if not bool(torch.isfinite(sums[-1].sum()) & (total.amin() >= info.tiny / info.eps)):
-        return False                          # -inf/inf/nan inputs, or E close to underflow
+    # finite, and every window's E so far above the clamped floor that the floor is below eps
+    floor = math.e * info.tiny * math.prod(geometry.kernel) * -math.log(info.tiny) / info.eps
+    routable = torch.isfinite(sums[-1].flatten(1).sum(1)) & (total.flatten(1).amin(1) >= floor)
     u = grad / total
     adjoint = torch.stack([u, u * sums[1] / total]) if smooth else u[None]
     spread = _window_sums_transposed(adjoint.flatten(0, 1), in_size, geometry)
@@ -325,13 +332,13 @@ def _window_sum_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size:
         torch.mul(spread[0], e, out=out)
     else:
         torch.addcmul(spread[0], s, spread[0], out=out).sub_(spread[1]).mul_(e)
-    return True
+    return (~routable).nonzero()[:, 0]
 
 
 def _soft_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
                 temperature: float, rule: str) -> Tensor:
     """Soft routing of ``grad`` (rows, *out) onto ``x`` (rows, *in) over materialised windows:
-    each window element is a strided view of the ``-inf``-padded input (padding gets weight 0),
+    each window element is a strided view of the ``-inf``-padded input (padding gets weight ~0),
     the views are stacked into one ``(K, ...)`` tensor, weighted, and added back view by view."""
     n = geometry.n
     in_size = tuple(x.shape[1:])
@@ -344,7 +351,9 @@ def _soft_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Seque
     # (K, rows, *out): element k of every window
     windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])
     top = windows.amax(0)
-    d = windows.sub_(top).clamp_(min=-1e4)               # exp(-1e4) == 0, and 0 * d stays finite
+    # exp() is 10-30x slower where its result would be subnormal or 0, so far-below elements and
+    # the -inf padding get a weight of ~3e-38 (float32) next to the window max's 1, not 0
+    d = windows.sub_(top).clamp_(min=math.log(torch.finfo(xp.dtype).tiny) + 1)
     weight = torch.exp(d)
     total = weight.sum(0)
     if rule == "smoothmax":
