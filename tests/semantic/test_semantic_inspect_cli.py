@@ -83,3 +83,17 @@ def test_shown_classes_always_include_the_true_label():
     assert _shown_classes(probs, 1, 5) == [1, 2, 3]
     assert _shown_classes(probs, 0, 5) == [1, 2, 0]
     assert _shown_classes(probs[:3], 0, 3) == [0, 1, 2]
+
+
+def test_cli_pose_convention_choices_are_the_samplers():
+    import argparse
+
+    from whiteboxdl.semantic import cli
+    from whiteboxdl.semantic.samplers import POSE_CONVENTIONS
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    train = parser._subparsers._group_actions[0].choices["semantic"]._subparsers \
+        ._group_actions[0].choices["train"]
+    option = next(a for a in train._actions if "--pose-convention" in a.option_strings)
+    assert tuple(option.choices) == POSE_CONVENTIONS and option.default == POSE_CONVENTIONS[0]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 
-
 @dataclass
 class LoadedModel:
     """A classifier plus what its inputs look like."""
@@ -42,11 +41,10 @@ def load_explained_model(spec: str, weights: str = "DEFAULT") -> LoadedModel:
     ImageNet models are wrapped to take [-1, 1]."""
     from whiteboxdl.data.imagenet import SignedImageNetInput
 
-    from whiteboxdl.models.cnn import CNN_SHORTHANDS
+    from whiteboxdl.models.cnn import CNN_SHORTHANDS, get_cnn
 
     if spec in CNN_SHORTHANDS:
         from whiteboxdl.data.mnist import get_spec
-        from whiteboxdl.models.cnn import get_cnn
 
         dataset = CNN_SHORTHANDS[spec]
         model = get_cnn(dataset, train_if_missing=False)

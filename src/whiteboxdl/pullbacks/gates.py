@@ -92,6 +92,12 @@ def check_maxpool_rule(rule: str) -> str:
     return rule
 
 
+def _exp_floor(dtype: torch.dtype) -> float:
+    """Smallest argument the soft max-pool passes to ``exp``: just above where the result turns
+    subnormal or 0, where ``exp`` is 10-30x slower (weights below it are ~1e-38 in float32)."""
+    return math.log(torch.finfo(dtype).tiny) + 1
+
+
 def _original(call: Callable[[], object]):
     """Run the original op with every TorchFunctionMode disabled (no re-interception)."""
     with torch._C.DisableTorchFunction():
@@ -312,9 +318,8 @@ def _window_sum_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size:
     smooth = rule == "smoothmax"
     info = torch.finfo(x.dtype)
     high = x.flatten(1).amax(1).view(-1, *([1] * geometry.n))
-    # exp() is 10-30x slower where its result would be subnormal or 0: stop just above that
     s = torch.add(high.mul(-1.0 / temperature), x, alpha=1.0 / temperature) \
-        .clamp_(min=math.log(info.tiny) + 1)
+        .clamp_(min=_exp_floor(x.dtype))
     es = x.new_empty((2 if smooth else 1, *x.shape))             # e and e * s, summed together
     e = torch.exp(s, out=es[0])
     if smooth:
@@ -351,9 +356,8 @@ def _soft_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Seque
     # (K, rows, *out): element k of every window
     windows = torch.stack([geometry.element_view(xp, o, out_size) for o in offsets])
     top = windows.amax(0)
-    # exp() is 10-30x slower where its result would be subnormal or 0, so far-below elements and
-    # the -inf padding get a weight of ~3e-38 (float32) next to the window max's 1, not 0
-    d = windows.sub_(top).clamp_(min=math.log(torch.finfo(xp.dtype).tiny) + 1)
+    # far-below elements and the -inf padding get a weight of ~3e-38 (float32), not 0
+    d = windows.sub_(top).clamp_(min=_exp_floor(xp.dtype))
     weight = torch.exp(d)
     total = weight.sum(0)
     if rule == "smoothmax":

@@ -121,11 +121,9 @@ def load_model(spec: str) -> tuple[nn.Module, Domain]:
     """
     path = Path(spec)
     name, sep, weights = spec.partition(":")
-    from whiteboxdl.models.cnn import CNN_SHORTHANDS
+    from whiteboxdl.models.cnn import CNN_SHORTHANDS, get_cnn
 
     if spec in CNN_SHORTHANDS:
-        from whiteboxdl.models.cnn import get_cnn
-
         return get_cnn(dataset=CNN_SHORTHANDS[spec]).eval(), (0.0, 1.0)
     if path.suffix in (".pt", ".pth") or path.exists():
         from whiteboxdl.models.checkpoint import load_model as load_file

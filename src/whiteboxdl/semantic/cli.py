@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--no-conv", action="store_true", help="ablation: drop the conv layer")
     train.add_argument("--no-noise", action="store_true",
                        help="ablation: no noise augmentation")
+    # = samplers.POSE_CONVENTIONS, spelled out so --help needs no torch import (a test checks)
     train.add_argument("--pose-convention", choices=["warp", "sample"], default="warp",
                        help="how affine poses act: move the feature (warp, the reference code's) "
                             "or say where each output pixel reads (sample, grid_sample's)")
