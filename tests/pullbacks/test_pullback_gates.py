@@ -162,6 +162,15 @@ def test_maxpool_1d_3d_routing_with_padding(n):
     torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-14)
 
 
+def _route_by_window_sums(x, grad, geometry, out_size, rule):
+    """The fast path's routing (T = 0.3) and the rows it hands to explicit windows."""
+    from whiteboxdl.pullbacks import gates
+
+    out, lowest = torch.empty_like(x), x.new_empty(x.shape[0])
+    gates._window_sum_route(x, grad, geometry, out_size, 0.3, rule, out=out, lowest=lowest)
+    return out, gates._unroutable(lowest, geometry)
+
+
 @pytest.mark.parametrize("rule", ["smoothmax", "detached"])
 @pytest.mark.parametrize("n, kernel, stride, padding, size", [
     (1, (3,), (2,), (1,), (9,)), (1, (2,), (3,), (0,), (8,)), (2, (3, 3), (2, 2), (1, 1), (9, 8)),
@@ -178,8 +187,8 @@ def test_window_sum_route_equals_materialised_windows(rule, n, kernel, stride, p
     out_size = pool(x[:, None], kernel, stride, padding, ceil_mode=ceil_mode).shape[2:]
     grad = torch.randn(6, *out_size)
     geometry = gates.PoolGeometry(n, kernel, stride, padding)
-    fast = torch.empty_like(x)
-    assert gates._window_sum_route(x, grad, geometry, out_size, 0.3, rule, out=fast).numel() == 0
+    fast, redo = _route_by_window_sums(x, grad, geometry, out_size, rule)
+    assert redo.numel() == 0
     explicit = gates._soft_route(x, grad, geometry, out_size, 0.3, rule)
     torch.testing.assert_close(fast, explicit, rtol=1e-11, atol=1e-13)
 
@@ -191,9 +200,8 @@ def test_window_sum_route_is_accurate_in_float32():
     x = torch.randn(64, 30, 30, dtype=torch.float32).relu()
     grad = torch.randn(64, 15, 15, dtype=torch.float32)
     geometry = gates.PoolGeometry(2, 3, 2, 1)
-    fast = torch.empty_like(x)
-    assert gates._window_sum_route(x, grad, geometry, (15, 15), 0.3, "smoothmax",
-                                   out=fast).numel() == 0
+    fast, redo = _route_by_window_sums(x, grad, geometry, (15, 15), "smoothmax")
+    assert redo.numel() == 0
     exact = gates._soft_route(x.double(), grad.double(), geometry, (15, 15), 0.3, "smoothmax")
     assert (fast.double() - exact).abs().max() <= 5e-6 * exact.abs().max()
 
@@ -207,8 +215,7 @@ def test_rows_the_window_sums_cannot_hold_fall_back_to_explicit_windows():
     x[0, :2, :2] += 1000.0                   # row 0: far below its max elsewhere
     x[2, 3, 3] = -math.inf                   # row 2: a -inf input; row 1 is ordinary
     grad = torch.randn(3, 2, 2)
-    redo = gates._window_sum_route(x, grad, gates.PoolGeometry(2, 2, 2), (2, 2), 0.3,
-                                   "smoothmax", out=torch.empty_like(x))
+    _, redo = _route_by_window_sums(x, grad, gates.PoolGeometry(2, 2, 2), (2, 2), "smoothmax")
     assert redo.tolist() == [0]
     xr = x[None].clone().requires_grad_()
     with excitation_pullbacks(maxpool_temperature=0.3):
@@ -217,6 +224,23 @@ def test_rows_the_window_sums_cannot_hold_fall_back_to_explicit_windows():
     expected = grad.flatten() @ _pool_matrix(finite, (2, 2), (2, 2), (0, 0), (1, 1), 0.3,
                                              "smoothmax", False)
     torch.testing.assert_close(g.flatten(), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_rows_with_nan_or_inf_inputs_take_explicit_windows():
+    """NaN and +inf inputs make the window sums NaN: those rows (only) are routed over explicit
+    windows, so NaN stays inside the windows that hold it, as in the explicit path."""
+    from whiteboxdl.pullbacks import gates
+
+    x = torch.randn(3, 6, 6)
+    x[1, 0, 0], x[2, 5, 5] = math.nan, math.inf
+    grad = torch.randn(3, 3, 3)
+    geometry = gates.PoolGeometry(2, 3, 2, 1)
+    assert _route_by_window_sums(x, grad, geometry, (3, 3), "smoothmax")[1].tolist() == [1, 2]
+    routed = gates.soft_pool_backward(x, grad, geometry, (3, 3), 0.3, "smoothmax")
+    explicit = gates._soft_route(x, grad, geometry, (3, 3), 0.3, "smoothmax")
+    torch.testing.assert_close(routed, explicit, rtol=1e-12, atol=1e-14, equal_nan=True)
+    assert torch.isfinite(routed[0]).all() and routed[1, 4:, :].isfinite().all()
+    assert routed[1, 0, 0].isnan()
 
 
 def test_padding_gets_no_weight_even_with_negative_inputs():

@@ -220,8 +220,8 @@ class SoftMaxPool(torch.autograd.Function):
 
 
 #: Max-pool backward works on chunks of rows (batch x channels) of about this many output elements.
-#: CPU: the temporaries then stay in cache (ResNet50 stem pool: 25 ms vs 30 ms at 1 << 18 and
-#: 47 ms at 1 << 14). Other devices: chunks only bound the temporaries' memory; small ones would
+#: CPU: the temporaries then stay in cache (ResNet50 stem pool: 20 ms vs 23 ms at 1 << 18 and
+#: 25 ms at 1 << 15). Other devices: chunks only bound the temporaries' memory; small ones would
 #: cost a kernel launch per op per chunk.
 POOL_CHUNK_ELEMENTS = {"cpu": 1 << 16}
 POOL_CHUNK_ELEMENTS_DEFAULT = 1 << 22
@@ -240,20 +240,24 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
     n = geometry.n
     in_size = tuple(x.shape[-n:])
     xb, gb = x.reshape(-1, *in_size), grad.reshape(-1, *out_size)
+    rows = xb.shape[0]
     grad_in = torch.empty_like(xb)
     chunk_elements = POOL_CHUNK_ELEMENTS.get(x.device.type, POOL_CHUNK_ELEMENTS_DEFAULT)
     chunk = max(1, chunk_elements // max(1, math.prod(out_size)))
-    by_sums = all(d == 1 for d in geometry.dilation)
-    for start in range(0, xb.shape[0], chunk):
-        part = slice(start, start + chunk)
-        if not by_sums:
+    if any(d != 1 for d in geometry.dilation):
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
             grad_in[part] = _soft_route(xb[part], gb[part], geometry, out_size, temperature, rule)
-            continue
-        redo = _window_sum_route(xb[part], gb[part], geometry, out_size, temperature, rule,
-                                 out=grad_in[part])
-        if redo.numel():
-            grad_in[part][redo] = _soft_route(xb[part][redo], gb[part][redo], geometry,
-                                              out_size, temperature, rule)
+        return grad_in.reshape(x.shape)
+    lowest = xb.new_empty(rows)
+    for start in range(0, rows, chunk):
+        part = slice(start, start + chunk)
+        _window_sum_route(xb[part], gb[part], geometry, out_size, temperature, rule,
+                          out=grad_in[part], lowest=lowest[part])
+    redo = _unroutable(lowest, geometry)
+    for start in range(0, redo.numel(), chunk):
+        part = redo[start:start + chunk]
+        grad_in[part] = _soft_route(xb[part], gb[part], geometry, out_size, temperature, rule)
     return grad_in.reshape(x.shape)
 
 
@@ -270,8 +274,28 @@ def _offset_ranges(geometry: PoolGeometry, dim: int, in_len: int, out_len: int):
 
 def _inputs_of(t: Tensor, dim: int, start: int, count: int, step: int) -> Tensor:
     """``count`` entries of ``t`` along ``dim`` from ``start`` every ``step`` (a view)."""
-    return t.narrow(dim, start, (count - 1) * step + 1)[(slice(None),) * dim
-                                                        + (slice(None, None, step),)]
+    size, stride = list(t.shape), list(t.stride())
+    size[dim], stride[dim] = count, stride[dim] * step
+    return t.as_strided(size, stride, t.storage_offset() + start * t.stride(dim))
+
+
+def _accumulate(target: Tensor, parts: list[tuple[Tensor, Tensor]]) -> None:
+    """Write into ``target`` the sum of ``parts``, ``(destination, source)`` pairs whose
+    destinations are views into ``target``, and 0 where none lands. Sources covering all of
+    ``target`` are written first (copy or ``add(out=)``), which saves a pass of zeros."""
+    whole = [source for dest, source in parts if dest.shape == target.shape]
+    if len(whole) >= 2:
+        torch.add(whole[0], whole[1], out=target)
+        whole = whole[2:]
+    elif whole:
+        target.copy_(whole.pop())
+    else:
+        target.zero_()
+    for source in whole:
+        target.add_(source)
+    for dest, source in parts:
+        if dest.shape != target.shape:
+            dest.add_(source)
 
 
 def _window_sums(t: Tensor, geometry: PoolGeometry, out_size: Sequence[int]) -> Tensor:
@@ -281,9 +305,10 @@ def _window_sums(t: Tensor, geometry: PoolGeometry, out_size: Sequence[int]) -> 
         dim, step = 1 + i, geometry.stride[i]
         shape = list(t.shape)
         shape[dim] = out_size[i]
-        total = t.new_zeros(shape)
-        for first, count, start in _offset_ranges(geometry, i, t.shape[dim], out_size[i]):
-            total.narrow(dim, first, count).add_(_inputs_of(t, dim, start, count, step))
+        total = t.new_empty(shape)
+        _accumulate(total, [(total.narrow(dim, first, count), _inputs_of(t, dim, start, count, step))
+                            for first, count, start in _offset_ranges(geometry, i, t.shape[dim],
+                                                                      out_size[i])])
         t = total
     return t
 
@@ -292,31 +317,32 @@ def _window_sums_transposed(u: Tensor, in_size: Sequence[int], geometry: PoolGeo
     """Adjoint of :func:`_window_sums`: every input element gets the sum of ``u`` (rows, *out)
     over the windows holding it."""
     for i in reversed(range(geometry.n)):
-        dim, step = 1 + i, geometry.stride[i]
+        dim, step, length = 1 + i, geometry.stride[i], in_size[i]
         shape = list(u.shape)
-        shape[dim] = in_size[i]
-        spread = u.new_zeros(shape)
-        for first, count, start in _offset_ranges(geometry, i, in_size[i], u.shape[dim]):
-            _inputs_of(spread, dim, start, count, step).add_(u.narrow(dim, first, count))
+        shape[dim] = length
+        spread = u.new_empty(shape)
+        ranges = list(_offset_ranges(geometry, i, length, u.shape[dim]))
+        for r in range(min(step, length)):          # inputs r, r + step, ...: one strided view
+            _accumulate(_inputs_of(spread, dim, r, (length - r + step - 1) // step, step),
+                        [(_inputs_of(spread, dim, start, count, step), u.narrow(dim, first, count))
+                         for first, count, start in ranges if start % step == r])
         u = spread
     return u
 
 
 def _window_sum_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
-                      temperature: float, rule: str, out: Tensor) -> Tensor:
+                      temperature: float, rule: str, out: Tensor, lowest: Tensor) -> None:
     """Soft routing from window sums, without materialising the windows.
 
     With ``s = (x - row max) / T`` and ``e = exp(s)`` (one exponential per element, shared by
     all windows holding it), ``p = e / E`` with ``E`` the window sum of ``e``, and the smooth-max
     factor is ``1 + s - F / E`` with ``F`` the window sum of ``e * s``. Hence
-    ``grad_in = e * ((1 + s) * A - B)`` with ``A``, ``B`` the adjoint window sums of ``g / E``
-    and ``g * F / E**2`` (``detached``: ``e * A``), written to ``out``. Returns the indices of
-    the rows it could not route (for :func:`_soft_route`): rows with NaN or +inf inputs or with
-    a window so far below the row's max that ``E`` nears underflow.
+    ``grad_in = e * (s * A + C)`` with ``A``, ``C`` the adjoint window sums of ``u = g / E`` and
+    ``u - u * F / E`` (``detached``: ``e * A``), written to ``out``. Each row's smallest ``E``
+    goes to ``lowest``, for :func:`_unroutable`.
     """
     rows, in_size = x.shape[0], tuple(x.shape[1:])
     smooth = rule == "smoothmax"
-    info = torch.finfo(x.dtype)
     high = x.flatten(1).amax(1).view(-1, *([1] * geometry.n))
     s = torch.add(high.mul(-1.0 / temperature), x, alpha=1.0 / temperature) \
         .clamp_(min=_exp_floor(x.dtype))
@@ -326,18 +352,26 @@ def _window_sum_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size:
         torch.mul(e, s, out=es[1])
     sums = _window_sums(es.flatten(0, 1), geometry, out_size).view(-1, rows, *out_size)
     total = sums[0]
-    # finite, and every window's E so far above the clamped floor that the floor is below eps
-    floor = math.e * info.tiny * math.prod(geometry.kernel) * -math.log(info.tiny) / info.eps
-    routable = torch.isfinite(sums[-1].flatten(1).sum(1)) & (total.flatten(1).amin(1) >= floor)
-    u = grad / total
-    adjoint = torch.stack([u, u * sums[1] / total]) if smooth else u[None]
+    torch.amin(total.flatten(1), 1, out=lowest)
+    adjoint = grad.new_empty((2 if smooth else 1, *grad.shape))
+    u = torch.div(grad, total, out=adjoint[0])
+    if smooth:
+        torch.addcdiv(u, torch.mul(sums[1], u), total, value=-1, out=adjoint[1])
     spread = _window_sums_transposed(adjoint.flatten(0, 1), in_size, geometry)
     spread = spread.view(-1, rows, *in_size)
-    if not smooth:
-        torch.mul(spread[0], e, out=out)
+    if smooth:
+        torch.addcmul(spread[1], s, spread[0], out=out).mul_(e)
     else:
-        torch.addcmul(spread[0], s, spread[0], out=out).sub_(spread[1]).mul_(e)
-    return (~routable).nonzero()[:, 0]
+        torch.mul(spread[0], e, out=out)
+
+
+def _unroutable(lowest: Tensor, geometry: PoolGeometry) -> Tensor:
+    """Indices of the rows :func:`_window_sum_route` cannot route exactly, from each row's
+    smallest window sum ``E``: NaN (NaN or +inf inputs), or so near the clamped ``exp`` floor
+    (a window far below its row's max) that the floor's contribution would exceed rounding."""
+    info = torch.finfo(lowest.dtype)
+    floor = math.e * info.tiny * math.prod(geometry.kernel) * -math.log(info.tiny) / info.eps
+    return (~(lowest >= floor)).nonzero()[:, 0]
 
 
 def _soft_route(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size: Sequence[int],
