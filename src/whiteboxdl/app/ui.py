@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from whiteboxdl.app import handlers  # noqa: E402
+from whiteboxdl.app.files import images_as_files  # noqa: E402
 from whiteboxdl.app.inputs import AUTO_TARGET, image_from_upload  # noqa: E402
 from whiteboxdl.app.models import ModelRegistry, ModelSpec  # noqa: E402
 from whiteboxdl.data.images import to_pil  # noqa: E402
@@ -54,12 +55,13 @@ def validated_image(**kwargs) -> gr.Image:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn ``ValueError`` into a ``gr.Error`` with its message, anything else into a short one."""
+    """Wrap a request handler: ``ValueError`` becomes a ``gr.Error`` with its message, anything
+    else a short one; returned images go to Gradio as files (see :mod:`whiteboxdl.app.files`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return images_as_files(fn(*args, **kwargs))
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError) as exc:
