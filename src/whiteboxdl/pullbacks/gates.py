@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from whiteboxdl.pullbacks.recipes import pullback
+
 GateFn = Callable[[Tensor, float], Tensor]
 
 
@@ -107,39 +109,63 @@ def _original(call: Callable[[], object]):
 class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
-    ``apply(z, op, gate, temperature, inplace, recompute)``: ``op(z)`` is the original activation
-    (if in-place, ``inplace=True``). The pre-activation is saved for backward, or, when a
-    :class:`~whiteboxdl.pullbacks.recipes.Recipe` ``recompute`` is given, recomputed from its
-    tensors (which autograd keeps anyway) in backward.
+    ``apply(z, op, gate, temperature, inplace, recompute, *inputs)``: ``op(z)`` is the original
+    activation (if in-place, ``inplace=True``). The pre-activation is saved for backward, or,
+    when a :class:`~whiteboxdl.pullbacks.recipes.Recipe` ``recompute`` is given, recomputed from
+    its tensors (which autograd keeps anyway) in backward. If ``inputs`` are the recipe's tensors,
+    the gated gradient goes straight to them through the recipe's terms (the BatchNorm and
+    addition nodes that made ``z`` then receive none), else it goes to ``z``.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, op: Callable[[Tensor], Tensor], gate: GateFn,  # type: ignore[override]
-                temperature: float, inplace: bool, recompute=None) -> Tensor:
+                temperature: float, inplace: bool, recompute=None, *inputs: Tensor) -> Tensor:
         saved = z.clone() if inplace and recompute is None else z
         out = _original(lambda: op(z))
         if inplace:
             ctx.mark_dirty(z)
-        if recompute is None:
-            ctx.save_for_backward(saved)
-            ctx.compute = None
-        else:
-            ctx.save_for_backward(*recompute.tensors)
-            ctx.compute = recompute.compute
+        # the recipe's closure and terms hold no tensors: those live only in save_for_backward
+        ctx.compute = recompute.compute if recompute is not None else None
+        ctx.terms = recompute.terms if inputs else None
+        ctx.save_for_backward(*(recompute.tensors if recompute is not None else (saved,)))
         ctx.gate, ctx.temperature = gate, temperature
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
+        tensors = ctx.saved_tensors
         if ctx.compute is not None:
-            tensors = ctx.saved_tensors
             with torch.no_grad():
                 z = _original(lambda: ctx.compute(*tensors))
             fresh = all(z.data_ptr() != t.data_ptr() for t in tensors)
         else:
-            (z,), fresh = ctx.saved_tensors, False
-        return (gated_grad(ctx.gate, z, ctx.temperature, grad, reuse_z=fresh),
-                None, None, None, None, None)
+            (z,), fresh = tensors, False
+        grad_z = gated_grad(ctx.gate, z, ctx.temperature, grad, reuse_z=fresh)
+        if ctx.terms is None:
+            return (grad_z, None, None, None, None, None)
+        # recipe tensor i is argument 6 + i, and tensor input 1 + i (after z)
+        wanted = [_engine_needs(ctx, 6 + i, 1 + i) for i in range(len(tensors))]
+        with torch.no_grad():
+            grads = pullback(ctx.terms, grad_z, tensors, wanted)
+        return (None, None, None, None, None, None, *grads)
+
+
+def recipe_inputs(tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """A recipe's tensors as :class:`SoftGate` inputs. Leaves that require grad (parameters, an
+    input image) go in as views: PyTorch cannot tell during ``autograd.grad`` whether a leaf's
+    gradient is wanted, but it can for the view's node."""
+    return tuple(t.view_as(t) if t.is_leaf and t.requires_grad else t for t in tensors)
+
+
+def _engine_needs(ctx, argument: int, tensor_input: int) -> bool:
+    """Whether this backward pass uses the gradient of an input (``argument``-th argument of
+    ``apply``, ``tensor_input``-th tensor among them): an ``autograd.grad`` for the input image
+    skips the parameters' gradients, as vanilla autograd does."""
+    if not ctx.needs_input_grad[argument]:
+        return False
+    node = ctx.next_functions[tensor_input][0]
+    will_run = getattr(torch._C, "_will_engine_execute_node", None)
+    return node is None or will_run is None or bool(will_run(node))
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",

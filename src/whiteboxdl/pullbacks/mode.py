@@ -44,9 +44,11 @@ from whiteboxdl.pullbacks.gates import (
     check_temperature,
     get_gate,
     normal_gate,
+    recipe_inputs,
     sigmoid_gate,
 )
-from whiteboxdl.pullbacks.recipes import attach, call, combine, operand, recipe_of
+from whiteboxdl.pullbacks import recipes
+from whiteboxdl.pullbacks.recipes import attach, operand, recipe_of
 
 #: Rules applied by default (the paper's: ReLU networks with max-pooling).
 DEFAULT_RULES = ("relu", "maxpool")
@@ -150,15 +152,18 @@ class ExcitationPullbacks(TorchFunctionMode):
         if not _wants_grad(z):
             return func(*args, **kwargs)
         recompute = recipe_of(z) if self.recompute else None
-        return SoftGate.apply(z, lambda t: call(func, t), gate, temperature, inplace, recompute)
+        inputs = recipe_inputs(recompute.tensors) \
+            if recompute is not None and recompute.sums_to(z) else ()
+        return SoftGate.apply(z, lambda t: call(func, t), gate, temperature, inplace, recompute,
+                              *inputs)
 
     # -- recipes: pre-activations recomputed in backward instead of stored (see recipes.py)
     def _batch_norm(self, func, args, kwargs):
         out = func(*args, **kwargs)
-        training = _bind(("input", "running_mean", "running_var", "weight", "bias", "training"),
-                         args, kwargs).get("training", False)
-        if not training and isinstance(out, Tensor) and _wants_grad(out):
-            attach(out, call(func, args, kwargs))
+        if isinstance(out, Tensor) and _wants_grad(out):
+            recipe = recipes.batch_norm(func, args, kwargs, out)
+            if recipe is not None:
+                attach(out, recipe)
         return out
 
     def _add(self, func, args, kwargs):
@@ -174,7 +179,7 @@ class ExcitationPullbacks(TorchFunctionMode):
             # a recomputed left operand is a fresh temporary: add into it (one allocation less)
             into_left = inplace or (recipe_of(args[0]) is not None
                                     and out.shape == args[0].shape and out.dtype == args[0].dtype)
-            attach(out, combine(torch.Tensor.add_ if into_left else torch.add, left, right))
+            attach(out, recipes.add(left, right, into_left))
         return out
 
     def _relu(self, func, args, kwargs):

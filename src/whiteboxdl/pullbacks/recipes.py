@@ -2,10 +2,12 @@
 
 A vanilla ReLU stores only its output, which the next layer stores anyway; a soft gate needs the
 pre-activation ``z`` too. In CNNs ``z`` is almost always the output of an eval-mode BatchNorm
-(whose input autograd already keeps) or that plus a residual branch. Inside the pullback context
-such tensors get a *recipe*: a closure that recomputes them bit-identically from tensors that are
-alive anyway. A recipe is valid only while the tensor's version counter is unchanged (no in-place
-change since it was made).
+(whose input autograd already keeps) or a sum of such outputs and other tensors (residual
+branches). Inside the pullback context such tensors get a *recipe*: a closure that recomputes
+them bit-identically from tensors that are alive anyway, and the list of its summands (*terms*),
+so the gate's backward can also hand each summand's input its gradient directly (an eval-mode
+BatchNorm is the per-channel affine map ``x -> scale * x + shift``). A recipe is valid only while
+the tensor's version counter is unchanged (no in-place change since it was made).
 
 Example
 -------
@@ -19,55 +21,120 @@ Example
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 _ATTR = "_whiteboxdl_recipe"
+_BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum",
+            "eps")
+
+Grads = list[Optional[Tensor]]
+
+
+class LeafTerm:
+    """A summand kept by reference (one tensor); its gradient is the sum's gradient."""
+
+    count = 1
+
+    def __init__(self, tensor: Tensor):
+        self.shape, self.dtype = tensor.shape, tensor.dtype
+
+    def pullback(self, grad: Tensor, tensors: Sequence[Tensor], wanted: Sequence[bool]) -> Grads:
+        return [grad if wanted[0] else None]
+
+
+class BatchNormTerm:
+    """An eval-mode ``batch_norm(input, running_mean, running_var, weight, bias, eps)`` summand:
+    ``scale * input + shift`` per channel (dim 1) with ``scale = weight / sqrt(var + eps)``."""
+
+    def __init__(self, out: Tensor, eps: float, has_weight: bool, has_bias: bool):
+        self.shape, self.dtype, self.eps = out.shape, out.dtype, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+        self.count = 3 + has_weight + has_bias
+
+    def pullback(self, grad: Tensor, tensors: Sequence[Tensor], wanted: Sequence[bool]) -> Grads:
+        x, mean, var = tensors[:3]
+        weight = tensors[3] if self.has_weight else None
+        channel = (1, -1) + (1,) * (x.ndim - 2)
+        invstd = torch.rsqrt(var + self.eps)
+        grads: Grads = [None] * self.count
+        if wanted[0]:
+            scale = invstd * weight if weight is not None else invstd
+            grads[0] = grad * scale.to(grad.dtype).view(channel)
+        dims = [d for d in range(grad.ndim) if d != 1]
+        if self.has_weight and wanted[3]:
+            normalised = (x - mean.view(channel)) * invstd.view(channel)
+            grads[3] = (grad * normalised).sum(dims).to(weight.dtype)
+        if self.has_bias and wanted[-1]:
+            grads[-1] = grad.sum(dims).to(tensors[-1].dtype)
+        return grads
 
 
 class Recipe:
     """``compute(*tensors)`` recomputes a tensor; ``tensors`` are handed to ``save_for_backward``
     (so autograd frees them after backward and detects in-place changes); ``compute`` holds none.
+    ``terms`` are the summands, each owning the next ``term.count`` entries of ``tensors``.
     """
 
-    def __init__(self, tensors: tuple[Tensor, ...], compute: Callable[..., Tensor]):
-        self.tensors, self.compute = tensors, compute
+    def __init__(self, tensors: tuple[Tensor, ...], compute: Callable[..., Tensor],
+                 terms: tuple):
+        self.tensors, self.compute, self.terms = tensors, compute, terms
 
     def __call__(self) -> Tensor:
         return self.compute(*self.tensors)
 
+    def sums_to(self, z: Tensor) -> bool:
+        """Whether every summand has ``z``'s shape and dtype (no broadcasting or promotion), so
+        :func:`pullback` applies."""
+        return all(t.shape == z.shape and t.dtype == z.dtype for t in self.terms)
+
+def pullback(terms: Sequence, grad: Tensor, tensors: Sequence[Tensor],
+             wanted: Sequence[bool]) -> Grads:
+    """Gradients of ``sum(terms)`` for each of a recipe's ``tensors`` given the sum's gradient
+    ``grad`` (``None`` where ``wanted`` is false or the entry has none, e.g. running statistics).
+    Takes the terms, not the recipe: the recipe holds its tensors, which must not outlive
+    ``save_for_backward``."""
+    grads: Grads = []
+    for term in terms:
+        n = len(grads)
+        grads += term.pullback(grad, tensors[n:n + term.count], wanted[n:n + term.count])
+    return grads
+
 
 def leaf(tensor: Tensor) -> Recipe:
     """A tensor kept by reference (saved for backward as it is)."""
-    return Recipe((tensor,), lambda t: t)
+    return Recipe((tensor,), lambda t: t, (LeafTerm(tensor),))
 
 
-def call(func: Callable, args: tuple, kwargs: dict) -> Recipe:
-    """Recipe ``func(*args, **kwargs)``; the tensor arguments become the saved tensors."""
-    tensors = tuple(a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor))
-    template_args = [None if isinstance(a, Tensor) else a for a in args]
-    template_kwargs = {k: (None if isinstance(v, Tensor) else v) for k, v in kwargs.items()}
-    arg_slots = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
-    kw_slots = [k for k, v in kwargs.items() if isinstance(v, Tensor)]
+def batch_norm(func: Callable, args: tuple, kwargs: dict, out: Tensor) -> Optional[Recipe]:
+    """Recipe of ``out = func(*args, **kwargs)``, a ``F.batch_norm`` call, if it ran in eval mode
+    with running statistics (else ``None``)."""
+    bound = dict(zip(_BN_ARGS, args), **kwargs)
+    x, mean, var = bound["input"], bound.get("running_mean"), bound.get("running_var")
+    weight, bias = bound.get("weight"), bound.get("bias")
+    if bound.get("training", False) or not all(isinstance(t, Tensor) for t in (x, mean, var)):
+        return None
+    eps = float(bound.get("eps", 1e-5))
+    tensors = tuple(t for t in (x, mean, var, weight, bias) if t is not None)
 
-    def compute(*ts: Tensor) -> Tensor:
-        new_args, new_kwargs = list(template_args), dict(template_kwargs)
-        for i, t in zip(arg_slots, ts):
-            new_args[i] = t
-        for k, t in zip(kw_slots, ts[len(arg_slots):]):
-            new_kwargs[k] = t
-        return func(*new_args, **new_kwargs)
+    def compute(x, mean, var, *affine):
+        w = affine[0] if weight is not None else None
+        b = affine[-1] if bias is not None else None
+        return func(x, mean, var, w, b, False, 0.0, eps)
 
-    return Recipe(tensors, compute)
+    return Recipe(tensors, compute,
+                  (BatchNormTerm(out, eps, weight is not None, bias is not None),))
 
 
-def combine(op: Callable[[Tensor, Tensor], Tensor], left: Recipe, right: Recipe) -> Recipe:
-    """Recipe ``op(left(), right())``."""
+def add(left: Recipe, right: Recipe, into_left: bool) -> Recipe:
+    """Recipe ``left() + right()`` (``into_left``: added in place into the fresh left result)."""
     n = len(left.tensors)
     lc, rc = left.compute, right.compute
-    return Recipe(left.tensors + right.tensors, lambda *ts: op(lc(*ts[:n]), rc(*ts[n:])))
+    op = torch.Tensor.add_ if into_left else torch.add
+    return Recipe(left.tensors + right.tensors, lambda *ts: op(lc(*ts[:n]), rc(*ts[n:])),
+                  left.terms + right.terms)
 
 
 def attach(tensor: Tensor, recipe: Recipe) -> None:
