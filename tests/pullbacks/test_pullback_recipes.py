@@ -140,6 +140,25 @@ def test_direct_pullback_with_shared_broadcast_and_unaffine_terms():
         torch.testing.assert_close(fast, stored, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("activation, rule", [(nn.SiLU(), "silu"), (nn.GELU(), "gelu")])
+def test_direct_pullback_for_silu_and_gelu_gates(activation, rule):
+    """The later revision's gates on a BatchNorm pre-activation: same routing as through z."""
+    torch.manual_seed(2)
+    model = _randomise_bn(nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), activation,
+                                        nn.Flatten(), nn.Linear(3 * 16, 2))).double()
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+
+    def grads(recompute):
+        model.zero_grad()
+        xs = x.clone().requires_grad_()
+        with excitation_pullbacks(rules=(rule,), recompute=recompute):
+            model(xs)[:, 0].sum().backward()
+        return [xs.grad] + [p.grad for p in model.parameters()]
+
+    for fast, stored in zip(grads(True), grads(False)):
+        torch.testing.assert_close(fast, stored, rtol=1e-12, atol=1e-14)
+
+
 def test_parameter_gradients_only_when_this_backward_needs_them(monkeypatch):
     """``autograd.grad`` for the input skips the BatchNorm parameters' gradients (the reductions
     vanilla autograd skips too); asking for a parameter or calling ``.backward()`` computes them."""

@@ -145,9 +145,7 @@ class SoftGate(torch.autograd.Function):
             return (grad_z, None, None, None, None, None)
         # recipe tensor i is argument 6 + i, and tensor input 1 + i (after z)
         wanted = [_engine_needs(ctx, 6 + i, 1 + i) for i in range(len(tensors))]
-        with torch.no_grad():
-            grads = pullback(ctx.terms, grad_z, tensors, wanted)
-        return (None, None, None, None, None, None, *grads)
+        return (None, None, None, None, None, None, *pullback(ctx.terms, grad_z, tensors, wanted))
 
 
 def recipe_inputs(tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
