@@ -90,6 +90,7 @@ class Recipe:
         :func:`pullback` applies."""
         return all(t.shape == z.shape and t.dtype == z.dtype for t in self.terms)
 
+
 def pullback(terms: Sequence, grad: Tensor, tensors: Sequence[Tensor],
              wanted: Sequence[bool]) -> Grads:
     """Gradients of ``sum(terms)`` for each of a recipe's ``tensors`` given the sum's gradient
@@ -117,15 +118,15 @@ def batch_norm(func: Callable, args: tuple, kwargs: dict, out: Tensor) -> Option
     if bound.get("training", False) or not all(isinstance(t, Tensor) for t in (x, mean, var)):
         return None
     eps = float(bound.get("eps", 1e-5))
+    has_weight, has_bias = weight is not None, bias is not None
     tensors = tuple(t for t in (x, mean, var, weight, bias) if t is not None)
 
-    def compute(x, mean, var, *affine):
-        w = affine[0] if weight is not None else None
-        b = affine[-1] if bias is not None else None
+    def compute(x, mean, var, *affine):                 # holds no tensor
+        w = affine[0] if has_weight else None
+        b = affine[-1] if has_bias else None
         return func(x, mean, var, w, b, False, 0.0, eps)
 
-    return Recipe(tensors, compute,
-                  (BatchNormTerm(out, eps, weight is not None, bias is not None),))
+    return Recipe(tensors, compute, (BatchNormTerm(out, eps, has_weight, has_bias),))
 
 
 def add(left: Recipe, right: Recipe, into_left: bool) -> Recipe:
