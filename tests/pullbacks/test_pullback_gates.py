@@ -355,3 +355,18 @@ def test_multihead_attention_value_path_only(need_weights):
     o = (A @ v).transpose(1, 2).reshape(2, 5, 8)
     (expected,) = torch.autograd.grad(mha.out_proj(o).sum(), x)
     torch.testing.assert_close(gx, expected)
+
+
+def test_double_backward_is_a_clear_error():
+    """The soft rules are first-order; create_graph=True names the fix instead of failing inside
+    an out= kernel."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 1))
+    for rules in (("relu",), ("maxpool",)):
+        x = torch.randn(1, 1, 8, 8, requires_grad=True)
+        with excitation_pullbacks(rules=rules), \
+                pytest.raises(RuntimeError, match="first-order backward only"):
+            torch.autograd.grad(net(x).sum(), x, create_graph=True)
+        with excitation_pullbacks(rules=rules):
+            (g,) = torch.autograd.grad(net(x).sum(), x)     # first order still works
+        assert g.shape == x.shape and g.abs().sum() > 0

@@ -100,6 +100,15 @@ def _exp_floor(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny) + 1
 
 
+def _first_order_only(rule: str) -> None:
+    """The soft backward rules write into buffers (``out=``); double backward through them is
+    not defined. Grad mode is on inside ``backward`` only under ``create_graph=True``."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"the {rule} pullback rule has a first-order backward only: "
+                           "create_graph=True is not supported inside excitation_pullbacks(); "
+                           "take higher-order gradients outside the context")
+
+
 def _original(call: Callable[[], object]):
     """Run the original op with every TorchFunctionMode disabled (no re-interception)."""
     with torch._C.DisableTorchFunction():
@@ -133,6 +142,7 @@ class SoftGate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
+        _first_order_only("activation")
         tensors = ctx.saved_tensors
         if ctx.compute is not None:
             with torch.no_grad():
@@ -238,6 +248,7 @@ class SoftMaxPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor, *unused):  # type: ignore[override]
+        _first_order_only("max-pool")
         (x,) = ctx.saved_tensors
         return soft_pool_backward(x, grad, ctx.geometry, ctx.out_size, ctx.temperature,
                                   ctx.rule), None, None, None, None
