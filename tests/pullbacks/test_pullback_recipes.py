@@ -139,6 +139,14 @@ def test_direct_pullback_with_shared_broadcast_and_unaffine_terms():
     for fast, stored in zip(grads(True), grads(False)):
         torch.testing.assert_close(fast, stored, rtol=1e-12, atol=1e-14)
 
+    def by_autograd_grad(recompute):        # leaf inputs straight into BatchNorm, and a weight
+        xs, vs = x.clone().requires_grad_(), v.clone().requires_grad_()
+        with excitation_pullbacks(recompute=recompute):
+            return torch.autograd.grad(model(xs, vs).sum(), [xs, vs, model.b1.weight])
+
+    for fast, stored in zip(by_autograd_grad(True), by_autograd_grad(False)):
+        torch.testing.assert_close(fast, stored, rtol=1e-12, atol=1e-14)
+
 
 @pytest.mark.parametrize("activation, rule", [(nn.SiLU(), "silu"), (nn.GELU(), "gelu")])
 def test_direct_pullback_for_silu_and_gelu_gates(activation, rule):
