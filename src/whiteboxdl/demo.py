@@ -204,7 +204,7 @@ def _pullback_stage(ctx: DemoContext) -> None:
     import torch
 
     from whiteboxdl.data.mnist import load_mnist
-    from whiteboxdl.viz.grids import explanation_figure
+    from whiteboxdl.pullbacks.grids import explanation_figure
 
     model = _baseline_model(ctx, digits=None)
     x, y = load_mnist("test")

@@ -125,9 +125,11 @@ def test_model_file_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a loadable"):
         load_model(tmp_path / "junk.pt")
-    save_model(tmp_path / "evil.pt", _model(), "os:system", {})
+    torch.save({"builder": "os:system", "kwargs": {}, "state_dict": {}}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="refusing to import builder"):
         load_model(tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="refusing to import builder"):
+        save_model(tmp_path / "evil2.pt", _model(), "os:system", {})
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("lr", 0.0), ("batch_size", -1),

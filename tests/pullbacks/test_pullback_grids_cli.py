@@ -11,7 +11,8 @@ from whiteboxdl.cli import main
 from whiteboxdl.models.checkpoint import save_model
 from whiteboxdl.models.cnn import mnist_cnn
 from whiteboxdl.pullbacks import GradientAscent, PullbackAscent
-from whiteboxdl.viz.grids import compute_grid, explanation_figure, grid_columns, minmax_per_cell
+from whiteboxdl.pullbacks.grids import compute_grid, explanation_figure, grid_columns
+from whiteboxdl.viz.grids import minmax_per_cell
 
 
 def _cnn():
@@ -85,9 +86,9 @@ def test_explain_loads_imagenet_models_for_signed_inputs():
 
     loaded = load_explained_model("resnet18", weights="random")
     assert isinstance(loaded.model, SignedImageNetInput) and not loaded.model.training
-    assert loaded.bounds == (-1.0, 1.0) and loaded.channels == 3
-    assert loaded.class_names[207] == "golden retriever"
+    assert loaded.contract.bounds == (-1.0, 1.0) and loaded.contract.channels == 3
+    assert loaded.contract.class_names[207] == "golden retriever"
     x = load_images(["cat"], loaded)                  # a bundled example, by name
     assert x.shape == (1, 3, 224, 224) and x.min() >= -1 and x.max() <= 1
-    with pytest.raises(ValueError, match="unknown classifier"):
+    with pytest.raises(ValueError, match="unknown model.*did you mean resnet50"):
         load_explained_model("resnet5O", weights="random")

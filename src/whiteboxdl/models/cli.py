@@ -71,12 +71,9 @@ def _train_cnn(args: argparse.Namespace) -> int:
     return 0
 
 
-PAPER_MODELS = ("resnet50", "vgg11_bn", "densenet121")
-
-
 def _models(args: argparse.Namespace) -> int:
-    from whiteboxdl.models.zoo import (classifier_names, resolve_weights, weights_available,
-                                       weights_path)
+    from whiteboxdl.models.zoo import (PAPER_MODELS, classifier_names, resolve_weights,
+                                       weights_available, weights_path)
     from whiteboxdl.viz.report import markdown_table
 
     names = classifier_names() if args.all else (args.names or list(PAPER_MODELS))

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from numbers import Real
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from whiteboxdl.pullbacks._compat import original_op, will_engine_execute
 from whiteboxdl.pullbacks.recipes import pullback
+from whiteboxdl.pullbacks.registry import check_temperature
 
 GateFn = Callable[[Tensor, float], Tensor]
 
@@ -71,14 +72,6 @@ GATES: dict[str, GateFn] = {"sigmoid": sigmoid_gate, "normal": normal_gate}
 MAXPOOL_RULES = ("smoothmax", "detached")
 
 
-def check_temperature(value: object, name: str = "temperature") -> float:
-    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) \
-            or float(value) <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def get_gate(gate: str | GateFn) -> GateFn:
     """Look up a gate by name (``"sigmoid"`` or ``"normal"``); callables pass through."""
     if callable(gate):
@@ -89,6 +82,7 @@ def get_gate(gate: str | GateFn) -> GateFn:
 
 
 def check_maxpool_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`MAXPOOL_RULES`, else ``ValueError``."""
     if rule not in MAXPOOL_RULES:
         raise ValueError(f"unknown maxpool_rule {rule!r}; choose one of {list(MAXPOOL_RULES)}")
     return rule
@@ -109,12 +103,6 @@ def _first_order_only(rule: str) -> None:
                            "take higher-order gradients outside the context")
 
 
-def _original(call: Callable[[], object]):
-    """Run the original op with every TorchFunctionMode disabled (no re-interception)."""
-    with torch._C.DisableTorchFunction():
-        return call()
-
-
 class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
@@ -130,7 +118,7 @@ class SoftGate(torch.autograd.Function):
     def forward(ctx, z: Tensor, op: Callable[[Tensor], Tensor], gate: GateFn,  # type: ignore[override]
                 temperature: float, inplace: bool, recompute=None, *inputs: Tensor) -> Tensor:
         saved = z.clone() if inplace and recompute is None else z
-        out = _original(lambda: op(z))
+        out = original_op(lambda: op(z))
         if inplace:
             ctx.mark_dirty(z)
         # the recipe's closure and terms hold no tensors: those live only in save_for_backward
@@ -146,7 +134,7 @@ class SoftGate(torch.autograd.Function):
         tensors = ctx.saved_tensors
         if ctx.compute is not None:
             with torch.no_grad():
-                z = _original(lambda: ctx.compute(*tensors))
+                z = original_op(lambda: ctx.compute(*tensors))
             fresh = all(z.data_ptr() != t.data_ptr() for t in tensors)
         else:
             (z,), fresh = tensors, False
@@ -171,9 +159,7 @@ def _engine_needs(ctx, argument: int, tensor_input: int) -> bool:
     skips the parameters' gradients, as vanilla autograd does."""
     if not ctx.needs_input_grad[argument]:
         return False
-    node = ctx.next_functions[tensor_input][0]
-    will_run = getattr(torch._C, "_will_engine_execute_node", None)
-    return node is None or will_run is None or bool(will_run(node))
+    return will_engine_execute(ctx.next_functions[tensor_input][0])
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -237,7 +223,7 @@ class SoftMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, op, geometry: PoolGeometry, temperature: float,  # type: ignore[override]
                 rule: str):
-        result = _original(lambda: op(x))
+        result = original_op(lambda: op(x))
         out = result[0] if isinstance(result, tuple) else result
         ctx.save_for_backward(x)
         ctx.geometry, ctx.temperature, ctx.rule = geometry, temperature, rule
@@ -471,7 +457,7 @@ class ConstantStatsLayerNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, op, n_dims: int, eps: float):  # type: ignore[override]
-        out = _original(lambda: op(x, weight, bias))
+        out = original_op(lambda: op(x, weight, bias))
         ctx.save_for_backward(x, weight)
         ctx.n_dims, ctx.eps, ctx.has_bias = n_dims, eps, bias is not None
         return out
@@ -520,7 +506,7 @@ class ConstantWeightsAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, op, attn_mask, is_causal, scale, enable_gqa,  # type: ignore[override]
                 temperature):
-        out = _original(lambda: op(q, k, v))
+        out = original_op(lambda: op(q, k, v))
         ctx.save_for_backward(q, k)
         ctx.args = (attn_mask, is_causal, scale, enable_gqa, temperature)
         ctx.v_heads = v.shape[-3] if v.ndim >= 3 else None

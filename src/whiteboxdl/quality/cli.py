@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def _metric_names(spec: str) -> list[str]:
-    from whiteboxdl.quality.metrics import all_metric_names, get_metric
+    from whiteboxdl.quality.metric_registry import all_metric_names, get_metric
 
     if spec in ("", "all"):
         return all_metric_names()

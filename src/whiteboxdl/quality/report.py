@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from whiteboxdl.quality.explainers import COUNTERPARTS
-from whiteboxdl.quality.metrics import get_metric
+from whiteboxdl.quality.metric_registry import get_metric
 from whiteboxdl.quality.stats import paired_bootstrap
 from whiteboxdl.viz.report import Report, markdown_table
 

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from whiteboxdl.models.registry import InputContract
 from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer, seed_global
-from whiteboxdl.quality.focus import make_mosaics
-from whiteboxdl.quality.metrics import all_metric_names, get_metric
+from whiteboxdl.quality.metric_registry import EXTRA_INPUTS, all_metric_names, get_metric
 
 Domain = tuple[float, float]
 N_EXAMPLES = 4
@@ -110,36 +110,14 @@ def seed_for(*parts: object) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_model(spec: str) -> tuple[nn.Module, Domain]:
-    """A model by name or file, in eval mode, with its input domain.
-
-    ``mnist-cnn`` / ``fashion-mnist-cnn`` (the project's CNNs, inputs in [0, 1]), a model file
-    written by :func:`whiteboxdl.models.checkpoint.save_model` (inputs in [0, 1]), or a torchvision
-    name such as ``resnet50`` or ``resnet50:WEIGHTS_FILE`` (loaded by
-    ``whiteboxdl.models.zoo.load_classifier``; default weights from the torch hub cache; inputs in
-    [−1, 1]).
-    """
-    path = Path(spec)
-    name, sep, weights = spec.partition(":")
-    from whiteboxdl.models.cnn import CNN_SHORTHANDS, get_cnn
-
-    if spec in CNN_SHORTHANDS:
-        return get_cnn(dataset=CNN_SHORTHANDS[spec]).eval(), (0.0, 1.0)
-    if path.suffix in (".pt", ".pth") or path.exists():
-        from whiteboxdl.models.checkpoint import load_model as load_file
-
-        return load_file(path).eval(), (0.0, 1.0)
-    from whiteboxdl.models.zoo import load_classifier
-
-    return load_classifier(name, weights=weights if sep else "DEFAULT").eval(), (-1.0, 1.0)
-
-
-def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x, y, pool_x, pool_y)``: the ``n`` evaluated test images and the Focus pool.
 
     ``mnist`` / ``fashion-mnist``: the first ``n`` test images, pool = the whole test split.
     ``imagefolder:PATH``: ``n`` images drawn with ``seed`` from an ImageFolder tree (class folders
-    in sorted order = class indices), preprocessed to 224² in [−1, 1]; pool = the same images.
+    in sorted order = class indices), preprocessed as ``contract`` says (default: the paper's
+    224² in [−1, 1]); pool = the same images.
     """
     if spec in ("mnist", "fashion-mnist"):
         from whiteboxdl.data.mnist import load_dataset
@@ -159,20 +137,28 @@ def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tenso
         folder = ImageFolder(str(root))
         if n > len(folder):
             raise ValueError(f"--n {n} exceeds the {len(folder)} images in {root}")
+        load = contract.load if contract is not None else preprocess
         idx = np.sort(np.random.default_rng(seed).choice(len(folder), n, replace=False))
-        x = torch.cat([preprocess(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
+        x = torch.cat([load(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
         y = torch.tensor([folder.samples[i][1] for i in idx])
         return x, y, x, y
     raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist or imagefolder:PATH")
 
 
 def load_task(config: RunConfig) -> Task:
-    """Load the model and images a config names."""
-    model, domain = load_model(config.model)
-    x, y, px, py = load_images(config.data, config.n, config.seed)
+    """Load the model (through the model registry, with its input contract) and the images a
+    config names; a model that cannot take the data is refused with a clear message."""
+    from whiteboxdl.models.registry import require_contract, resolve_model
+
+    loaded = resolve_model(config.model)
+    contract = require_contract(loaded)
+    x, y, px, py = load_images(config.data, config.n, config.seed, contract)
+    what = f"--data {config.data}"
+    contract.check(x, what)
     with torch.no_grad():
-        num_classes = int(model(x[:1]).shape[1])
-    return Task(model, domain, num_classes, x, y, px, py)
+        num_classes = int(loaded.model(x[:1]).shape[1])
+    contract.check_labels(y, num_classes, what)
+    return Task(loaded.model, contract.bounds, num_classes, x, y, px, py)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -203,10 +189,10 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
             y = task.model(x).argmax(1)
     out: dict[str, np.ndarray] = {"index": np.arange(lo, hi), "label": task.y[lo:hi].numpy(),
                                   "target": y.numpy()}
-    mosaics = None
-    if "Focus" in config.metrics:
-        gen = torch.Generator().manual_seed(seed_for(config.seed, b, "mosaics"))
-        mosaics = make_mosaics(task.pool_x, task.pool_y, torch.arange(lo, hi), gen)
+    extras = {}
+    for need in dict.fromkeys(n for m in config.metrics for n in get_metric(m).needs):
+        gen = torch.Generator().manual_seed(seed_for(config.seed, b, need))
+        extras[need] = EXTRA_INPUTS[need](task.pool_x, task.pool_y, torch.arange(lo, hi), gen)
     if b == 0:
         out["examples/x"] = x[:N_EXAMPLES].numpy()
     for name in config.explainers:
@@ -232,7 +218,8 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
             t0 = time.perf_counter()
             scores = spec.compute(task.model, x, y, a, explain=explain, domain=task.domain,
                                   generator=torch.Generator().manual_seed(seed),
-                                  num_classes=task.num_classes, mosaics=mosaics,
+                                  num_classes=task.num_classes,
+                                  **{n: extras[n] for n in spec.needs},
                                   **config.metric_options.get(metric, {}))
             out[f"time/{name}/{metric}"] = np.array(time.perf_counter() - t0)
             out[f"score/{name}/{metric}"] = scores.numpy().astype(np.float64)

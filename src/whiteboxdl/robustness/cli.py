@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 KEYWORDS = ("semantic-3-5", "cnn-3-5")
-_KEYWORD = re.compile(r"^(semantic|cnn)-(\d(?:-\d)+)$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,28 +74,26 @@ def parse_digits(text: str) -> tuple[int, ...]:
 
 
 def resolve_model(spec: str, digits: tuple[int, ...]):
-    """``(model, label, digits)`` for a keyword (``semantic-3-5``, ``cnn-3-5``) or a model file."""
-    match = _KEYWORD.match(spec)
-    if match:
-        kind, digits = match.group(1), parse_digits(match.group(2))
-        if kind == "semantic":
-            from whiteboxdl.semantic import get_semantic_model
+    """``(model, label, digits)`` for a registered digit model (``semantic-3-5``, ``cnn-3-5``,
+    ``mnist-cnn`` …) or a model file; through the model registry. The digits come from the
+    model's class names when they are digits, else from ``digits`` (``--digits``)."""
+    from whiteboxdl.models.registry import is_model_file, require_contract, resolve_model as find
 
-            model = get_semantic_model(digits)
-            label = f"semantic {'-vs-'.join(map(str, digits))}"
-        else:
-            from whiteboxdl.models.cnn import get_cnn
-
-            model = get_cnn(dataset="mnist", digits=digits)
-            label = f"CNN {'-vs-'.join(map(str, digits))}"
-        return model.eval(), label, digits
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"model {spec!r} not found: give a whiteboxdl model file or one "
-                                f"of the keywords {', '.join(KEYWORDS)}")
-    from whiteboxdl.models.checkpoint import load_model
-
-    return load_model(path), path.stem, digits
+    if is_model_file(spec) and not Path(spec).expanduser().is_file():
+        raise FileNotFoundError(f"model {spec!r} not found: give a whiteboxdl model file or a "
+                                f"registered digit model such as {', '.join(KEYWORDS)}")
+    loaded = find(spec)
+    contract = require_contract(loaded)
+    if contract.kind != "digit":
+        raise ValueError(f"{spec} takes {contract.describe()}; robustness evaluation runs on "
+                         "MNIST digits (a digit model such as semantic-3-5 or cnn-3-5)")
+    names = contract.class_names or ()
+    if names and all(n.isdigit() for n in names):
+        digits = tuple(int(n) for n in names)
+    if is_model_file(spec):
+        return loaded.model, Path(spec).stem, digits
+    kind = "semantic" if loaded.family == "semantic" else "CNN"
+    return loaded.model, f"{kind} {'-vs-'.join(map(str, digits))}", digits
 
 
 def _class_count(model, x) -> int:

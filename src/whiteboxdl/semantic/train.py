@@ -24,9 +24,9 @@ from torch import nn
 from whiteboxdl.models.checkpoint import load_model
 from whiteboxdl.models.training import TrainConfig, TrainResult, fit
 from whiteboxdl.paths import file_lock, models_dir
+from whiteboxdl.semantic.models import BUILDER
 from whiteboxdl.semantic.network import SemanticNetwork, semantic_mnist
 
-BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
 #: The paper's recipe (the defaults of :class:`~whiteboxdl.models.training.TrainConfig`).
 RECIPE = TrainConfig(epochs=15, batch_size=200, lr=3e-3, weight_decay=3e-6, seed=314)
 
