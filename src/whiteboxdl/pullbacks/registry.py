@@ -96,9 +96,10 @@ class RuleExample:
 
     ``inputs(generator)`` makes the inputs (those requiring grad first); ``call(*inputs)`` applies
     the op in its canonical spelling; ``reference(inputs, grad_out, temperature)`` gives the
-    expected input gradients under the rule (an independent, analytic formula); ``hot_limit``
-    the expected gradients as the temperature grows without bound. ``cold_is_vanilla``: a
-    temperature near 0 gives the vanilla gradient (true for the gates and the max-pool).
+    expected input gradients under the rule (an independent, analytic formula); ``hot_limit`` and
+    ``cold_limit`` the expected gradients as the temperature grows without bound or goes to 0;
+    ``cold_is_vanilla``: without a ``cold_limit``, a temperature near 0 gives the vanilla gradient
+    (true for ReLU and the max-pool; SiLU and GELU gates turn into ReLU's step instead).
     """
 
     inputs: Callable[[torch.Generator], tuple[Tensor, ...]]
@@ -106,6 +107,7 @@ class RuleExample:
     reference: Optional[Callable[[tuple, Tensor, float], tuple]] = None
     hot_limit: Optional[Callable[[tuple, Tensor], tuple]] = None
     cold_is_vanilla: bool = True
+    cold_limit: Optional[Callable[[tuple, Tensor], tuple]] = None
 
 
 @dataclass(frozen=True)

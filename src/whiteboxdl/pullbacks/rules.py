@@ -58,6 +58,10 @@ def _half(inputs, grad):
     return (0.5 * grad,)
 
 
+def _step(inputs, grad):
+    return (grad * (inputs[0] > 0),)
+
+
 # ----------------------------------------------------------------------------- ReLU
 _RELU_INPLACE = (torch.relu_, torch.Tensor.relu_)
 
@@ -164,12 +168,14 @@ MAXPOOL = register_rule(Rule(
 SILU = register_rule(elementwise_rule(
     "silu", (F.silu,), "silu_temperature", 1.6, sigmoid_gate, inplace_arg=1,
     description="SiLU: grad * sigmoid(z / T) (later revision, T = 1.6)",
-    example=RuleExample(_randn(4, 7), F.silu, _gate_reference(sigmoid_gate), _half)))
+    example=RuleExample(_randn(4, 7), F.silu, _gate_reference(sigmoid_gate), _half,
+                        cold_limit=_step)))
 
 GELU = register_rule(elementwise_rule(
     "gelu", (F.gelu,), "gelu_temperature", 1.0, normal_gate,
     description="GELU: grad * Phi(z / T) (later revision, T = 1.0)",
-    example=RuleExample(_randn(4, 7), F.gelu, _gate_reference(normal_gate), _half)))
+    example=RuleExample(_randn(4, 7), F.gelu, _gate_reference(normal_gate), _half,
+                        cold_limit=_step)))
 
 
 # ----------------------------------------------------------------------------- LayerNorm
