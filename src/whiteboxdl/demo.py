@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from whiteboxdl.paths import check_output_path
 from whiteboxdl.viz.report import Report, markdown_table
 
 #: Published numbers (arXiv 2403.09863, MNIST 3 vs 5 test set, L∞ ε = 0.3).
@@ -274,6 +275,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output_path(args.out)
     path, failures = run_demo(args.out, args.quick, args.autoattack)
     print(f"report: {path.resolve()}")
     if failures:

@@ -140,7 +140,7 @@ def test_cli_train_cnn(needs_mnist, tmp_path, capsys):
     assert summary["builder_kwargs"] == {"classes": 2} and summary["config"]["seed"] == 2
     assert f"{summary['final']['test_acc']:.2%}" in printed and "97,522" in printed
     assert not (out / "checkpoint.pt").exists()
-    assert main(["train", "cnn", "--limit", "10"]) == 1  # partial model must not replace the cache
+    assert main(["train", "cnn", "--limit", "10"]) == 2  # partial model must not replace the cache
 
 
 

@@ -55,11 +55,11 @@ def test_evaluate_writes_report_records_and_resumes(needs_mnist, model_file, tmp
 
 def test_cli_errors(tmp_path, capsys):
     assert main(["robustness", "evaluate", str(tmp_path / "missing.pt"), "--out",
-                 str(tmp_path)]) == 1
+                 str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "missing.pt" in err and "semantic-3-5" in err
     assert main(["robustness", "evaluate", "semantic-3-5", "--attacks", "apgd-ce,bogus",
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path)]) == 2
     assert "unknown attack 'bogus'" in capsys.readouterr().err
 
 

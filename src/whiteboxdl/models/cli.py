@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from whiteboxdl.paths import check_output_path
+
 #: Modules adding ``train <model>`` commands through ``register_train(train_subparsers)``.
 TRAIN_MODULES = ("whiteboxdl.models.cli",)
 
@@ -55,7 +57,7 @@ def _train_cnn(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.limit and not args.out:
         raise ValueError("--limit trains a partial model: give --out so the cache is not replaced")
-    out = args.out or cnn_dir(args.dataset, args.digits)
+    out = check_output_path(args.out or cnn_dir(args.dataset, args.digits))
     train_data = None
     if args.limit:
         x, y = load_cnn_data(args.dataset, args.digits, "train")

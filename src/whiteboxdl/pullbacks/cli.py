@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from whiteboxdl.paths import check_output_path
+
 
 @dataclass
 class LoadedModel:
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from whiteboxdl.pullbacks.gates import check_temperature
     from whiteboxdl.viz.grids import explanation_figure, grid_columns
 
+    check_output_path(args.out, kind="file")
     check_temperature(args.temperature)
     loaded = load_explained_model(args.model, args.weights)
     x = load_images(args.images, loaded)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from whiteboxdl.paths import check_output_path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("quality", help="explanation quality: pullbacks vs baselines")
@@ -66,6 +68,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
     from whiteboxdl.quality.runner import RunConfig, evaluate, parse_shard
 
+    check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = RunConfig(model=args.model, data=args.data, n=args.n,
@@ -90,6 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
 
+    check_output_path(args.run_dir, "RUN_DIR")
     merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from whiteboxdl.paths import check_output_path
+
 KEYWORDS = ("semantic-3-5", "cnn-3-5")
 _KEYWORD = re.compile(r"^(semantic|cnn)-(\d(?:-\d)+)$")
 
@@ -194,6 +196,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from whiteboxdl.robustness.report import write_report
     from whiteboxdl.viz.report import markdown_table
 
+    check_output_path(args.out)
     digits = parse_digits(args.digits)
     if args.masking_n is not None and not 1 <= args.masking_n <= args.n:
         raise ValueError(f"--masking-n must be in 1..--n ({args.n}), got {args.masking_n}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from whiteboxdl.paths import check_output_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sem = subparsers.add_parser("semantic", help="train and inspect semantic-feature networks")
@@ -53,6 +55,7 @@ def _train(args: argparse.Namespace) -> int:
     from whiteboxdl.models.training import TrainConfig
     from whiteboxdl.semantic.train import train_semantic
 
+    check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -77,6 +80,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from whiteboxdl.semantic.network import SemanticNetwork
 
     checkpoint = Path(args.checkpoint)
+    out = check_output_path(args.out if args.out else checkpoint.parent / "inspect")
     model = load_model(checkpoint)
     if not isinstance(model, SemanticNetwork):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not a semantic network")
@@ -85,7 +89,6 @@ def _inspect(args: argparse.Namespace) -> int:
     x = y = None
     if args.samples > 0:
         x, y = digit_subset([int(c) for c in model.class_names], "test")
-    out = Path(args.out) if args.out else checkpoint.parent / "inspect"
     paths = inspect_model(model, out, x, y, history, n_samples=args.samples,
                           title=f"Semantic-feature network {checkpoint}")
     for p in paths:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from whiteboxdl.paths import check_output_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     stab = subparsers.add_parser("stability", help="measure activation-pattern stability in training")
@@ -45,6 +47,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from whiteboxdl.stability.report import interpret, summary_markdown, write_report
 
+    check_output_path(args.run_dir, "RUN_DIR")
     if args.align_probe < 1 or args.align_snapshots < 2:
         raise ValueError("--align-probe must be >= 1 and --align-snapshots >= 2")
     path = write_report(args.run_dir, recompute=getattr(args, "recompute", True),
@@ -60,6 +63,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from whiteboxdl.stability.experiment import run_tracking
 
+    check_output_path(args.out)
     run_dir = run_tracking(args.dataset, args.model, every=args.every, probe=args.probe,
                            epochs=args.epochs, out=args.out, seed=args.seed,
                            train_limit=args.train_limit, test_limit=args.test_limit,
