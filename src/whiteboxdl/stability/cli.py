@@ -42,9 +42,9 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
+    from whiteboxdl.runfiles import read_json
     from whiteboxdl.stability.report import interpret, summary_markdown, write_report
 
     check_output_path(args.run_dir, "RUN_DIR")
@@ -52,7 +52,7 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError("--align-probe must be >= 1 and --align-snapshots >= 2")
     path = write_report(args.run_dir, recompute=getattr(args, "recompute", True),
                         n_align=args.align_probe, max_snapshots=args.align_snapshots)
-    results = json.loads((Path(args.run_dir) / "stability.json").read_text())
+    results = read_json(Path(args.run_dir) / "stability.json")
     print(summary_markdown(results))
     for text, contradicts in interpret(results):
         print(("[against] " if contradicts else "- ") + text)
