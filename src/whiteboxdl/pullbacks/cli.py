@@ -79,7 +79,8 @@ def load_images(sources: list[str], loaded: LoadedModel):
     """Images (paths or names of the bundled examples) as one batch in the model's input range."""
     import torch
 
-    from whiteboxdl.data.images import example_images, load_image, preprocess, to_unit_tensor
+    from whiteboxdl.data.images import (example_images, load_image, preprocess, resize_image,
+                                        to_unit_tensor)
 
     examples = example_images()
     batch = []
@@ -87,9 +88,10 @@ def load_images(sources: list[str], loaded: LoadedModel):
         path = Path(src)
         if not path.exists() and src in examples:
             path = examples[src]
-        if loaded.channels == 1:
-            img = load_image(path).convert("L").resize((loaded.size, loaded.size))
-            batch.append(to_unit_tensor(img.convert("RGB"))[:, :1])
+        if loaded.channels == 1:  # grey, at full depth for 16-bit and float images
+            img = load_image(path, keep_depth=True)
+            img = img if img.mode == "F" else img.convert("L")
+            batch.append(to_unit_tensor(resize_image(img, (loaded.size, loaded.size)), channels=1))
         else:
             batch.append(preprocess(path, size=loaded.size))
     return torch.cat(batch)
