@@ -21,7 +21,6 @@ $ whiteboxdl demo --quick --out /tmp/demo-quick
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -231,6 +230,8 @@ STAGES: list[tuple[str, Stage]] = [
 def run_demo(out: Path, quick: bool = False, autoattack: bool = False,
              stages: list[tuple[str, Stage]] | None = None) -> tuple[Path, list[str]]:
     """Run every stage, write ``report.html`` and ``summary.json``; return the path and failures."""
+    from whiteboxdl.runfiles import write_json
+
     ctx = DemoContext(out=Path(out), quick=quick, autoattack=autoattack)
     failures: list[str] = []
     timings = []
@@ -257,9 +258,9 @@ def run_demo(out: Path, quick: bool = False, autoattack: bool = False,
     summary.table(["stage", "time", "status"], timings)
     summary.extend(ctx.report)
     path = summary.write(ctx.out / "report.html")
-    (ctx.out / "summary.json").write_text(json.dumps(
-        {"rows": ctx.rows, "stages": timings, "failures": failures, "quick": quick,
-         "figures": [str(p) for p in ctx.figures]}, indent=2))
+    write_json(ctx.out / "summary.json",
+               {"rows": ctx.rows, "stages": timings, "failures": failures, "quick": quick,
+                "figures": [str(p) for p in ctx.figures]})
     print("\n" + markdown_table(header, ctx.rows))
     return path, failures
 

@@ -72,10 +72,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import json
-
     from whiteboxdl.data.mnist import digit_subset
     from whiteboxdl.models.checkpoint import load_model
+    from whiteboxdl.runfiles import read_json, read_verified
     from whiteboxdl.semantic.inspect import inspect_model
     from whiteboxdl.semantic.network import SemanticNetwork
 
@@ -84,8 +83,9 @@ def _inspect(args: argparse.Namespace) -> int:
     model = load_model(checkpoint)
     if not isinstance(model, SemanticNetwork):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not a semantic network")
-    summary = checkpoint.parent / "summary.json"
-    history = json.loads(summary.read_text())["history"] if summary.is_file() else None
+    summary = read_verified(checkpoint.parent / "summary.json", read_json,
+                            action="drawing no training curves")
+    history = summary.get("history") if isinstance(summary, dict) else None
     x = y = None
     if args.samples > 0:
         x, y = digit_subset([int(c) for c in model.class_names], "test")
