@@ -42,7 +42,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--epochs", type=int,
                      help="default: " + ", ".join(f"{d} {r['epochs']}" for d, r in RECIPES.items()))
     cnn.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
-    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn)")
+    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn); an "
+                                   "interrupted run resumes there, a run with other data, digits, "
+                                   "seed or epochs is refused")
     cnn.add_argument("--limit", type=int, metavar="N",
                      help="use only the first N training images (quick runs)")
     cnn.add_argument("--no-progress", action="store_true", help="hide the progress bars")

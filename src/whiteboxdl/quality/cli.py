@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     ev.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
     ev.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
     ev.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
-    ev.add_argument("--out", required=True, help="run directory (resumable)")
+    ev.add_argument("--out", required=True,
+                    help="run directory (resumable; damaged batch files are recomputed)")
     ev.add_argument("--shard", default=None, help="i/N: evaluate batches b with b mod N == i")
     ev.add_argument("--batch-size", type=int, default=50)
     ev.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="train on the first N images only (quick runs; 0: all)")
     train.add_argument("--threads", type=int, default=0,
                        help="torch threads (0: torch's default)")
-    train.add_argument("--out", required=True, help="output directory (resumes if it has a checkpoint)")
+    train.add_argument("--out", required=True,
+                       help="output directory (resumes if it has a checkpoint of the same "
+                            "settings; other settings are refused)")
     train.set_defaults(func=_train)
     insp = sub.add_parser("inspect", help="write every figure of a trained model and report.html")
     insp.add_argument("checkpoint", help="model.pt written by `whiteboxdl semantic train`")
