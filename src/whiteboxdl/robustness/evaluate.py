@@ -437,6 +437,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
         batch_dir.mkdir(parents=True, exist_ok=True)
         _migrate_legacy(batch_dir, config.batch_size)
         stored = stored_batches(batch_dir)
+        if not known and not stored:  # a fresh folder: nothing to check the settings against
+            known = bool(write_json(out_dir / "run.json", settings))
     plan = plan_batches(len(x), config.batch_size, stored, ("clean", *config.attacks))
     records, reused = [], 0
     bar = tqdm(plan, desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
