@@ -140,7 +140,7 @@ def test_select_classes_relabels_in_given_order():
 
 
 @pytest.mark.parametrize("digits,error,match", [
-    ((3, 12), ValueError, "each digit must be a whole number in \\[0, 9\\], got 12"),
+    ((3, 12), ValueError, "every entry of digits must be a whole number in \\[0, 9\\], got 12"),
     ((3.7, 5), ValueError, "got 3.7"),                 # refused, not truncated to 3
     (("3", 5), ValueError, "got '3'"),
     ((True, 5), ValueError, "got True"),

@@ -289,7 +289,7 @@ def check_digits(digits: Sequence[int]) -> list[int]:
 
     if isinstance(digits, (str, bytes)) or not hasattr(digits, "__iter__"):
         raise TypeError(f"digits must be a sequence of digits such as (3, 5), got {digits!r}")
-    return [check_number("each digit", d, low=0, high=9, integer=True) for d in digits]
+    return [check_number("every entry of digits", d, low=0, high=9, integer=True) for d in digits]
 
 
 def digit_subset(digits: Sequence[int] = (3, 5), split: str = "train", root: str | Path | None = None,
