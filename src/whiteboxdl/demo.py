@@ -21,13 +21,13 @@ $ whiteboxdl demo --quick --out /tmp/demo-quick
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from whiteboxdl.paths import check_output_path
 from whiteboxdl.viz.report import Report, markdown_table
 
 #: Published numbers (arXiv 2403.09863, MNIST 3 vs 5 test set, L∞ ε = 0.3).
@@ -230,6 +230,8 @@ STAGES: list[tuple[str, Stage]] = [
 def run_demo(out: Path, quick: bool = False, autoattack: bool = False,
              stages: list[tuple[str, Stage]] | None = None) -> tuple[Path, list[str]]:
     """Run every stage, write ``report.html`` and ``summary.json``; return the path and failures."""
+    from whiteboxdl.runfiles import write_json
+
     ctx = DemoContext(out=Path(out), quick=quick, autoattack=autoattack)
     failures: list[str] = []
     timings = []
@@ -256,9 +258,9 @@ def run_demo(out: Path, quick: bool = False, autoattack: bool = False,
     summary.table(["stage", "time", "status"], timings)
     summary.extend(ctx.report)
     path = summary.write(ctx.out / "report.html")
-    (ctx.out / "summary.json").write_text(json.dumps(
-        {"rows": ctx.rows, "stages": timings, "failures": failures, "quick": quick,
-         "figures": [str(p) for p in ctx.figures]}, indent=2))
+    write_json(ctx.out / "summary.json",
+               {"rows": ctx.rows, "stages": timings, "failures": failures, "quick": quick,
+                "figures": [str(p) for p in ctx.figures]})
     print("\n" + markdown_table(header, ctx.rows))
     return path, failures
 
@@ -274,6 +276,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output_path(args.out)
     path, failures = run_demo(args.out, args.quick, args.autoattack)
     print(f"report: {path.resolve()}")
     if failures:

@@ -18,4 +18,4 @@ def test_cli_models_table_shows_cache_state(tmp_path, monkeypatch, capsys):
     assert main(["models", "resnet18"]) == 0
     out = capsys.readouterr().out
     assert "| yes |" in out and "Not cached" not in out
-    assert main(["models", "resnet05"]) == 1
+    assert main(["models", "resnet05"]) == 2

@@ -72,11 +72,11 @@ def test_explain_cli_with_a_model_file(tmp_path, capsys):
     pred = int(model(x).argmax())
     assert f"predicted {pred}" in capsys.readouterr().out
     assert main(["explain", str(img), "--model", str(path), "--targets", "12",
-                 "--out", str(out)]) == 1
+                 "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path / "missing.png"), "--model", str(path)]) == 1
+    assert main(["explain", str(tmp_path / "missing.png"), "--model", str(path)]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["explain", str(img), "--model", str(path), "--temperature", "0"]) == 1
+    assert main(["explain", str(img), "--model", str(path), "--temperature", "0"]) == 2
     assert "temperature" in capsys.readouterr().err
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 from torch import nn
 
 from whiteboxdl.app.inputs import check_number, image_from_upload, mnist_tensor, parse_target
+from whiteboxdl import validation
 from whiteboxdl.app.models import ModelRegistry, ModelSpec
 from whiteboxdl.data.images import example_images, to_pil
 from whiteboxdl.paths import cache_dir
@@ -216,10 +217,11 @@ def _mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mnist_digit(index: int) -> tuple[Image.Image, int]:
-    """MNIST test image ``index`` as a 28x28 RGB PIL image, and its label."""
+    """MNIST test image ``index`` (a whole number, not a string) as a 28x28 RGB PIL image, and
+    its label."""
     x, y = _mnist_test()
-    if not 0 <= index < len(y):
-        raise ValueError(f"MNIST test index must be in 0..{len(y) - 1}, got {index}")
+    index = validation.check_number("MNIST test index", index, low=0, high=len(y) - 1,
+                                    integer=True)
     return to_pil(x[index], signed=False).convert("RGB"), int(y[index])
 
 
@@ -314,10 +316,30 @@ def processing_figure(model: nn.Module, x: torch.Tensor) -> Image.Image:
             return img.convert("RGB")
 
 
+def _check_whitebox_call(model: Any, x: Any) -> None:
+    """``ValueError`` unless ``model`` is a semantic network and ``x`` one (1, 1, 28, 28) image
+    in [0, 1] (what :func:`semantic_input` makes)."""
+    from whiteboxdl.semantic.network import SemanticNetwork
+
+    if not isinstance(model, SemanticNetwork):
+        raise ValueError(f"the white-box view needs a semantic-feature network (e.g. "
+                         f"whiteboxdl.semantic.get_semantic_model()), got "
+                         f"{type(model).__name__}")
+    if x is None:
+        raise ValueError("no image given: draw a digit, upload one or sample a test digit first")
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (1, 1, 28, 28):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"the image must be one (1, 1, 28, 28) tensor in [0, 1] (see "
+                         f"semantic_input), got {shape}")
+    if not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError("the image must hold finite values in [0, 1]")
+
+
 def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
     """The semantic network's processing of one image ``x`` (1, 1, 28, 28) in [0, 1]."""
     from whiteboxdl.semantic.network import processing_steps
 
+    _check_whitebox_call(model, x)
     out = processing_steps(model, x)
     names = [str(c) for c in model.class_names]
     steps = [(colour_map(out["input"][0, 0], signed=False), "input"),
@@ -364,6 +386,7 @@ def attack_view(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None
                 ) -> tuple[WhiteboxView, str]:
     """Attack ``x`` with APGD-CE and return the view of the adversarial image (its steps start
     with the perturbation) and a status line."""
+    _check_whitebox_call(model, x)
     x_adv, y = whitebox_attack(model, x, eps, label)
     view = whitebox_view(model, x_adv)
     delta = x_adv[0, 0] - x[0, 0]

@@ -282,14 +282,23 @@ def select_classes(x: torch.Tensor, y: torch.Tensor,
     return x[keep], lookup[y[keep]]
 
 
+def check_digits(digits: Sequence[int]) -> list[int]:
+    """``digits`` as a list of whole numbers in 0..9; ``TypeError``/``ValueError`` naming the bad
+    one otherwise (no silent truncation of ``3.7`` to 3)."""
+    from whiteboxdl.validation import check_number
+
+    if isinstance(digits, (str, bytes)) or not hasattr(digits, "__iter__"):
+        raise TypeError(f"digits must be a sequence of digits such as (3, 5), got {digits!r}")
+    return [check_number("every entry of digits", d, low=0, high=9, integer=True) for d in digits]
+
+
 def digit_subset(digits: Sequence[int] = (3, 5), split: str = "train", root: str | Path | None = None,
                  dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST restricted to ``digits``, labels remapped to 0..k-1 in the given order.
 
     ``digit_subset((3, 5), "test")`` gives the 1,902 test images with 3 -> 0 and 5 -> 1.
+    Every digit must be a whole number in 0..9 (``3.7`` is refused, not truncated).
     """
-    bad = [d for d in digits if not 0 <= int(d) <= 9]
-    if bad:
-        raise ValueError(f"digits must be in 0..9, got {bad}")
+    digits = check_digits(digits)
     x, y = load_dataset(dataset, split, root)
     return select_classes(x, y, digits)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from whiteboxdl.paths import check_output_path
+
 #: Modules adding ``train <model>`` commands through ``register_train(train_subparsers)``.
 TRAIN_MODULES = ("whiteboxdl.models.cli",)
 
@@ -40,7 +42,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--epochs", type=int,
                      help="default: " + ", ".join(f"{d} {r['epochs']}" for d, r in RECIPES.items()))
     cnn.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
-    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn)")
+    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn); an "
+                                   "interrupted run resumes there, a run with other data, digits, "
+                                   "seed or epochs is refused")
     cnn.add_argument("--limit", type=int, metavar="N",
                      help="use only the first N training images (quick runs)")
     cnn.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -55,7 +59,7 @@ def _train_cnn(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.limit and not args.out:
         raise ValueError("--limit trains a partial model: give --out so the cache is not replaced")
-    out = args.out or cnn_dir(args.dataset, args.digits)
+    out = check_output_path(args.out or cnn_dir(args.dataset, args.digits))
     train_data = None
     if args.limit:
         x, y = load_cnn_data(args.dataset, args.digits, "train")

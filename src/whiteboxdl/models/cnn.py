@@ -100,9 +100,11 @@ def _check_dataset(dataset: str) -> None:
 
 
 def _check_digits(digits: Sequence[int] | None) -> tuple[int, ...]:
+    from whiteboxdl.data.mnist import check_digits
+
     if digits is None or len(digits) == 0:
         return ()
-    digits = tuple(int(d) for d in digits)
+    digits = tuple(check_digits(digits))
     if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be >= 2 distinct classes in 0..9, got {digits}")
     return digits

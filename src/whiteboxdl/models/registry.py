@@ -69,15 +69,15 @@ class InputContract:
 
     def load(self, source: Any) -> torch.Tensor:
         """An image (path, bytes, PIL, array) as this model's input ``(1, C, size, size)``."""
-        from whiteboxdl.data.images import load_image, preprocess, to_unit_tensor
+        from whiteboxdl.data.images import load_image, preprocess, resize_image, to_unit_tensor
 
+        lo, hi = self.bounds
         if self.resize is not None:
             x = preprocess(source, size=self.size, resize=self.resize)
-            lo, hi = self.bounds
             return x if (lo, hi) == (-1.0, 1.0) else (x + 1) / 2 * (hi - lo) + lo
-        img = load_image(source).convert("L").resize((self.size, self.size))
-        x = to_unit_tensor(img.convert("RGB"))[:, :self.channels]
-        lo, hi = self.bounds
+        img = load_image(source, keep_depth=True)          # 16-bit and float: absolute values
+        img = img if img.mode == "F" else img.convert("L")
+        x = to_unit_tensor(resize_image(img, (self.size, self.size)), channels=self.channels)
         return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
 
     def check(self, x: torch.Tensor, what: str = "the data") -> None:

@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from whiteboxdl.paths import check_output_path
+
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per pullback setting (read from the rule registry), all defaulting to unset."""
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     from whiteboxdl.pullbacks.grids import explanation_figure, grid_columns
 
+    check_output_path(args.out, kind="file")
     settings = settings_from_args(args)
     loaded = load_explained_model(args.model, args.weights)
     contract = loaded.contract

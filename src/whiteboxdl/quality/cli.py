@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from whiteboxdl.paths import check_output_path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("quality", help="explanation quality: pullbacks vs baselines")
@@ -25,7 +27,8 @@ def register(subparsers) -> None:
     ev.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
     ev.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
     ev.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
-    ev.add_argument("--out", required=True, help="run directory (resumable)")
+    ev.add_argument("--out", required=True,
+                    help="run directory (resumable; damaged batch files are recomputed)")
     ev.add_argument("--shard", default=None, help="i/N: evaluate batches b with b mod N == i")
     ev.add_argument("--batch-size", type=int, default=50)
     ev.add_argument("--seed", type=int, default=0)
@@ -66,6 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
     from whiteboxdl.quality.runner import RunConfig, evaluate, parse_shard
 
+    check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = RunConfig(model=args.model, data=args.data, n=args.n,
@@ -90,6 +94,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
 
+    check_output_path(args.run_dir, "RUN_DIR")
     merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")

@@ -3,8 +3,14 @@
 The evaluated images are cut into fixed batches; batch ``b`` belongs to shard ``b mod N``. Every
 random draw (metric perturbations, noise of stochastic explainers, Focus mosaics) is seeded from
 ``(seed, batch, explainer, metric)``, so any split over shards gives the same numbers as a single
-run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once; re-running the
-same command skips finished batches (resume). :func:`merge` collects the batch files.
+run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once (atomically);
+re-running the same command skips finished batches (resume). :func:`merge` collects the batch files.
+
+The run directory heals: ``config.json`` and every batch file are verified when read (zip
+checksums, the expected arrays and images, the fingerprint of the run's config that each batch
+carries). A damaged batch is moved aside (``.damaged``), reported by name and recomputed, with
+the same numbers, since every batch is seeded on its own; a damaged ``config.json`` is written
+again from the command's settings.
 
 Example
 -------
@@ -15,7 +21,6 @@ Example
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -32,6 +37,8 @@ from tqdm.auto import tqdm
 from whiteboxdl.models.registry import InputContract
 from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer, seed_global
 from whiteboxdl.quality.metric_registry import EXTRA_INPUTS, all_metric_names, get_metric
+from whiteboxdl.runfiles import (DamagedFileError, check_run_config, fingerprint, load_npz,
+                                 read_verified, save_npz, write_json)
 
 Domain = tuple[float, float]
 N_EXAMPLES = 4
@@ -166,29 +173,50 @@ def _batch_path(run_dir: Path, b: int) -> Path:
     return run_dir / "batches" / f"batch_{b:05d}.npz"
 
 
-def _write_config(run_dir: Path, config: RunConfig) -> None:
-    path = run_dir / "config.json"
-    new = asdict(config)
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != new:
-            diff = {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
-            raise ValueError(f"{run_dir} holds a run with another config {diff}; use a new --out "
-                             "or delete the directory")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(new, indent=2))
+def batch_range(config: dict, b: int) -> tuple[int, int]:
+    """First and one-past-last image index of batch ``b`` of a run with ``config`` (a dict)."""
+    return b * config["batch_size"], min(config["n"], (b + 1) * config["batch_size"])
+
+
+def _check_batch(path: Path, arrays: dict[str, np.ndarray], config: dict, b: int) -> None:
+    lo, hi = batch_range(config, b)
+    names = ["index", "label", "target"]
+    for e in config["explainers"]:
+        names += [f"time/{e}/attribution"] + [f"{kind}/{e}/{m}" for m in config["metrics"]
+                                              for kind in ("time", "score")]
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise DamagedFileError(path, f"{len(missing)} arrays missing, e.g. {missing[0]!r}")
+    if not np.array_equal(arrays["index"], np.arange(lo, hi)):
+        raise DamagedFileError(path, f"it does not hold images {lo}..{hi - 1} of batch {b}")
+    bad = [k for k in names if k.startswith("score/") and arrays[k].shape != (hi - lo,)]
+    if bad:
+        raise DamagedFileError(path, f"{bad[0]} has shape {arrays[bad[0]].shape}, not "
+                                     f"({hi - lo},)")
+    stored = str(arrays["run"]) if "run" in arrays else fingerprint(config)  # older files: none
+    if stored != fingerprint(config):
+        raise ValueError(f"{path} belongs to another run (config fingerprint {stored}, this "
+                         f"run's is {fingerprint(config)}); merge or resume it with that run's "
+                         "settings, or use another --out")
+
+
+def read_batch(path: str | Path, config: dict, b: int) -> dict[str, np.ndarray] | None:
+    """The verified arrays of batch ``b``'s file, or ``None`` if it is missing or damaged (a
+    damaged file is moved aside and reported, so that it is recomputed)."""
+    return read_verified(Path(path), load_npz, lambda arrays: _check_batch(path, arrays, config, b),
+                         action="it will be recomputed (`whiteboxdl quality evaluate` with the "
+                                "run's arguments)")
 
 
 def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarray]:
     """Scores, timings and (for batch 0) example attributions of batch ``b``."""
-    lo, hi = b * config.batch_size, min(config.n, (b + 1) * config.batch_size)
+    lo, hi = batch_range(asdict(config), b)
     x, y = task.x[lo:hi], task.y[lo:hi]
     if config.target == "prediction":
         with torch.no_grad():
             y = task.model(x).argmax(1)
     out: dict[str, np.ndarray] = {"index": np.arange(lo, hi), "label": task.y[lo:hi].numpy(),
-                                  "target": y.numpy()}
+                                  "target": y.numpy(), "run": np.array(fingerprint(asdict(config)))}
     extras = {}
     for need in dict.fromkeys(n for m in config.metrics for n in get_metric(m).needs):
         gen = torch.Generator().manual_seed(seed_for(config.seed, b, need))
@@ -229,26 +257,29 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
 def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1),
              task: Task | None = None, progress: bool = True,
              on_batch: Callable[[int], None] | None = None) -> list[int]:
-    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed."""
+    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed.
+
+    A batch counts as finished when its file is there and intact (:func:`read_batch`); damaged
+    ones are reported and computed again.
+    """
     config.validate()
     warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
     warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
     run_dir = Path(run_dir)
-    _write_config(run_dir, config)
+    settings = asdict(config)
+    stored = check_run_config(run_dir / "config.json", settings,
+                              fix="use a new --out or delete the directory")
     i, n_shards = shard
     todo = [b for b in range(config.batches())
-            if b % n_shards == i and not _batch_path(run_dir, b).exists()]
+            if b % n_shards == i and read_batch(_batch_path(run_dir, b), settings, b) is None]
+    if not stored:  # written once the stored batches proved to be of this run
+        write_json(run_dir / "config.json", settings)
     if not todo:
         return []
     task = task or load_task(config)
     task.model.eval()
     for b in tqdm(todo, desc=f"quality shard {i}/{n_shards}", disable=not progress):
-        result = evaluate_batch(task, config, b)
-        path = _batch_path(run_dir, b)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".partial.npz")
-        np.savez(tmp, **result)
-        tmp.replace(path)
+        save_npz(_batch_path(run_dir, b), **evaluate_batch(task, config, b))
         if on_batch:
             on_batch(b)
     return todo

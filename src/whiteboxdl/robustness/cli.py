@@ -10,12 +10,13 @@ $ whiteboxdl robustness attacks          # the registered attack names
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from whiteboxdl.paths import check_output_path
 
 KEYWORDS = ("semantic-3-5", "cnn-3-5")
 
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--n", type=int, default=1902, help="first N test images (default 1902)")
     ev.add_argument("--eps", type=float, default=0.3)
     ev.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
-    ev.add_argument("--out", default="runs/robustness", help="output folder (resumable)")
+    ev.add_argument("--out", default="runs/robustness",
+                    help="output folder: resumable, and a later run with more --n, more attacks "
+                         "or another --masking-n reuses every finished batch")
     ev.add_argument("--baseline", help="a second model evaluated the same way, side by side")
     ev.add_argument("--digits", default="3,5",
                     help="classes of a model file, as MNIST digits (default 3,5)")
@@ -45,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "(default: all --n images)")
     ev.add_argument("--boundary-n", type=int, default=4,
                     help="images for minimal Boundary examples (0: skip)")
-    ev.add_argument("--boundary-iter", type=int, default=1000)
+    ev.add_argument("--boundary-iter", type=int, default=1000,
+                    help="Boundary attack iterations (>= 1; default 1000)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_evaluate)
     ls = sub.add_parser("attacks", help="list the registered attacks")
@@ -126,6 +130,7 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
     from whiteboxdl.robustness.evaluate import WORST, evaluate
     from whiteboxdl.robustness.reliability import reliability_curve
     from whiteboxdl.robustness.report import ModelRun, masking_check, slug
+    from whiteboxdl.runfiles import write_json
 
     start = time.perf_counter()
     model, label, digits = resolve_model(spec, digits_default)
@@ -163,42 +168,102 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
         curve = reliability_curve(robust, result.worst_inputs().conf)
         summary |= {"precision_at_80": curve.precision_at(0.8),
                     "precision_at_100": curve.precision_at(1.0)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(run_dir / "summary.json", summary)
     note = f"{args.boundary_iter} iterations, seed {args.seed}"
     return ModelRun(label, model, x, result, [str(d) for d in digits], boundary, elapsed, note,
                     square)
 
 
 def _boundary(model, x, y, result, args, run_dir: Path):
+    """Minimal Boundary examples of the first ``--boundary-n`` correctly classified images,
+    cached per (n, iterations, seed) and reused only for the same images."""
     import torch
 
     from whiteboxdl.robustness.attacks import attack
+    from whiteboxdl.runfiles import DamagedFileError, load_torch, read_verified, save_torch
 
-    cache = run_dir / f"boundary-n{args.boundary_n}-it{args.boundary_iter}-s{args.seed}.pt"
-    if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        return saved["clean"], saved["minimal"]
     idx = result.clean_correct.nonzero().squeeze(1)[:args.boundary_n]
+    cache = run_dir / f"boundary-n{args.boundary_n}-it{args.boundary_iter}-s{args.seed}.pt"
+
+    def check(saved) -> None:
+        if not (isinstance(saved, dict) and isinstance(saved.get("clean"), torch.Tensor)
+                and isinstance(saved.get("minimal"), torch.Tensor)
+                and saved["clean"].shape == saved["minimal"].shape):
+            raise DamagedFileError(cache, "not a record of clean and minimal Boundary images")
+
+    saved = read_verified(cache, load_torch, check, action="running the Boundary attack again")
+    if saved is not None and saved["clean"].shape == x[idx].shape \
+            and torch.equal(saved["clean"], x[idx]):
+        return saved["clean"], saved["minimal"]
     print(f"   Boundary attack (ART, unbounded) on {len(idx)} images, {args.boundary_iter} "
           "iterations")
     minimal = attack(model, x[idx], y[idx], None, name="boundary", seed=args.seed,
                      max_iter=args.boundary_iter)
-    torch.save({"clean": x[idx], "minimal": minimal}, cache)
+    save_torch(cache, {"clean": x[idx], "minimal": minimal})
     return x[idx], minimal
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad numbers before any model is loaded or trained."""
+    from whiteboxdl.validation import check_number, check_positive
+
+    check_number("--n", args.n, low=1, integer=True)
+    check_positive("--eps", args.eps)
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    check_number("--n-queries", args.n_queries, low=1, integer=True)
+    check_number("--boundary-n", args.boundary_n, low=0, integer=True)
+    check_number("--boundary-iter", args.boundary_iter, low=1, integer=True)
+    if args.masking_n is not None and not 1 <= args.masking_n <= args.n:
+        raise ValueError(f"--masking-n must be in 1..--n ({args.n}), got {args.masking_n}")
+
+
+#: What training a keyword model that is not cached yet costs (shown before it starts).
+TRAINING_COST = {"cnn": "3 epochs on about 12,000 images: roughly 1-3 minutes on 2 CPU cores",
+                 "semantic": "15 epochs on about 12,000 images: roughly 1-2 minutes on 2 CPU "
+                             "cores"}
+
+
+def announce_training(spec: str) -> bool:
+    """Print, before any work, that the keyword model ``spec`` is not cached and will be
+    trained first (how long, where it goes, the equivalent command); returns whether it will."""
+    from whiteboxdl.models.cnn import cnn_dir, parse_cnn_name
+    from whiteboxdl.semantic.models import parse_semantic_name
+    from whiteboxdl.semantic.train import default_model_path
+
+    cnn, semantic = parse_cnn_name(spec), parse_semantic_name(spec)
+    if cnn is not None:
+        kind, (dataset, digits) = "cnn", cnn
+        path = cnn_dir(dataset, digits or None) / "model.pt"
+        command = "whiteboxdl train cnn" + (f" --digits {' '.join(map(str, digits))}" if digits
+                                            else f" --dataset {dataset}")
+    elif semantic is not None:
+        kind, digits = "semantic", parse_digits("-".join(map(str, semantic)))
+        path = default_model_path(digits)
+        command = f"whiteboxdl semantic train --digits {' '.join(map(str, digits))} " \
+                  f"--out {path.parent}"
+    else:
+        return False
+    if path.is_file():
+        return False
+    print(f"{spec} is not trained yet: training it first ({TRAINING_COST[kind]}); it is cached "
+          f"in {path.parent} for later runs (the same as `{command}`)", flush=True)
+    return True
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from whiteboxdl.robustness.report import write_report
     from whiteboxdl.viz.report import markdown_table
 
+    check_output_path(args.out)
+    _check_arguments(args)
     digits = parse_digits(args.digits)
-    if args.masking_n is not None and not 1 <= args.masking_n <= args.n:
-        raise ValueError(f"--masking-n must be in 1..--n ({args.n}), got {args.masking_n}")
     separate_square = args.masking_n is not None and args.masking_n < args.n
     attacks = plan_attacks(args.attacks, not args.no_masking_check, square=not separate_square)
     if not separate_square:
         args.masking_n = args.n
     out = Path(args.out)
+    for spec in filter(None, (args.checkpoint, args.baseline)):
+        announce_training(spec)
     runs = [_evaluate_one(args.checkpoint, args, attacks, out, digits)]
     if args.baseline:
         runs.append(_evaluate_one(args.baseline, args, attacks, out, digits))

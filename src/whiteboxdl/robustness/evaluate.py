@@ -5,6 +5,12 @@ finished batch to ``out_dir/batches/`` at once. Run it again with the same ``out
 settings after an interruption: finished batches are loaded, not recomputed, and the result is the
 same as an uninterrupted run (every batch is attacked with the same seed either way).
 
+Runs can grow: more inputs or more attacks into the same ``out_dir`` reuse every stored batch
+that is still valid (:func:`plan_batches`), and the run directory heals: every batch file is
+verified when read (zip checksums, its entries and their lengths, a hash of its inputs, the
+fingerprint of the run's settings); a damaged one is moved aside (``.damaged``), reported by name
+and attacked again, giving the same numbers.
+
 An input counts as robust under an attack when it is classified correctly both clean and attacked
 (*adversarial accuracy*). The worst case over attacks counts it robust only if no attack broke it.
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +44,9 @@ from tqdm.auto import tqdm
 
 from whiteboxdl.robustness.attacks import (STANDARD_COMPONENTS, attack, autoattack_cascade,
                                            eval_mode, get_attack, predict, validate_inputs)
+from whiteboxdl.runfiles import (DamagedFileError, check_run_config, load_torch, read_verified,
+                                 save_torch, tensor_digest, write_json)
+from whiteboxdl.runfiles import fingerprint as settings_fingerprint
 
 #: The pseudo-attack name of the worst case over all attacks.
 WORST = "worst"
@@ -102,6 +112,8 @@ class RobustnessResult:
     seconds: dict[str, float]
     batches_reused: int = 0
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: The batch plan: ``(first, one past last)`` input index of each batch (see plan_batches).
+    batches: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -214,7 +226,7 @@ class RobustnessResult:
         """JSON-ready numbers: accuracies, counts, seconds, settings."""
         out = {"n": self.n, "clean_accuracy": self.clean_accuracy,
                "config": asdict(self.config), "seconds": self.seconds,
-               "cpu_seconds": self.cpu_seconds,
+               "cpu_seconds": self.cpu_seconds, "batches": [list(b) for b in self.batches],
                "accuracy": {name: self.accuracy(name) for name in (*self.attacks, WORST)}}
         for name in self.broken_by:
             out[f"{name}_cascade"] = {c: float(f.float().mean())
@@ -226,32 +238,83 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def _hash_tensors(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def fingerprint(model: nn.Module) -> str:
     """A short hash of the model's weights, to refuse resuming a run of a different model."""
     state = sorted(model.state_dict().items())
-    return _hash_tensors(*[t for _, t in state]) + "-" + hashlib.sha256(
+    return tensor_digest(*[t for _, t in state]) + "-" + hashlib.sha256(
         "".join(name for name, _ in state).encode()).hexdigest()[:8]
 
 
-def _check_run_dir(out_dir: Path, config: EvalConfig, model_hash: str) -> None:
-    meta = {"eps": config.eps, "norm": config.norm, "seed": config.seed,
+def _run_settings(config: EvalConfig, model_hash: str) -> dict:
+    """What ``run.json`` records; every batch file carries its fingerprint."""
+    return {"eps": config.eps, "norm": config.norm, "seed": config.seed,
             "batch_size": config.batch_size, "model": model_hash}
-    path = out_dir / "run.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(meta)):
-            raise ValueError(f"{out_dir} holds a run with different settings or model "
-                             f"({old}, now {meta}); use another output directory or delete it")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta, indent=1))
+
+
+_BATCH_FILE = re.compile(r"^(\d+)-(\d+)-(.+)\.pt$")       # FIRST-END-PART.pt
+_LEGACY_FILE = re.compile(r"^(\d+)-([A-Za-z].*)\.pt$")     # BATCH-PART.pt (before ranges)
+
+
+def _batch_file(batch_dir: Path, lo: int, hi: int, part: str) -> Path:
+    return batch_dir / f"{lo:05d}-{hi:05d}-{part}.pt"
+
+
+def stored_batches(batch_dir: str | Path) -> dict[tuple[int, int], set[str]]:
+    """``{(first, end): {"clean", attack names...}}`` of the batch files in ``batch_dir``."""
+    stored: dict[tuple[int, int], set[str]] = {}
+    for path in Path(batch_dir).glob("*.pt"):
+        match = _BATCH_FILE.match(path.name)
+        if match:
+            stored.setdefault((int(match[1]), int(match[2])), set()).add(match[3])
+    return stored
+
+
+def _migrate_legacy(batch_dir: Path, batch_size: int) -> None:
+    """Rename files of the older ``BATCH-PART.pt`` layout to ``FIRST-END-PART.pt``."""
+    legacy: dict[int, list[Path]] = {}
+    for path in batch_dir.glob("*.pt"):
+        match = _LEGACY_FILE.match(path.name)
+        if match:
+            legacy.setdefault(int(match[1]), []).append(path)
+    for b, paths in legacy.items():
+        clean = batch_dir / f"{b:05d}-clean.pt"
+        record = read_verified(clean, load_torch, action="it will be computed again")
+        if not isinstance(record, dict) or "clean_pred" not in record:
+            continue
+        lo = b * batch_size
+        for path in paths:
+            if path.is_file():
+                part = _LEGACY_FILE.match(path.name)[2]
+                path.replace(_batch_file(batch_dir, lo, lo + len(record["clean_pred"]), part))
+
+
+def plan_batches(n: int, batch_size: int,
+                 stored: dict[tuple[int, int], set[str]] | None = None,
+                 parts: Sequence[str] = ()) -> list[tuple[int, int]]:
+    """The batches ``(first, end)`` that ``n`` inputs are attacked in.
+
+    From input 0 on: where stored batches of earlier runs start (``stored``, from
+    :func:`stored_batches`) and fit within ``n``, the one holding most of ``parts`` (then the
+    longest) is reused as it is; elsewhere a batch runs to the next multiple of ``batch_size``.
+    A fresh run is the usual cut into ``batch_size`` chunks; a grown run keeps its old batches.
+
+    Example
+    -------
+    >>> plan_batches(40, 16)
+    [(0, 16), (16, 32), (32, 40)]
+    >>> plan_batches(40, 200, {(0, 22): {"clean", "apgd-ce"}})    # --n 22, then --n 40
+    [(0, 22), (22, 40)]
+    """
+    stored = stored or {}
+    wanted = set(parts)
+    plan, lo = [], 0
+    while lo < n:
+        fits = [(len(wanted & names), hi) for (first, hi), names in stored.items()
+                if first == lo and lo < hi <= n]
+        hi = max(fits)[1] if fits else min(n, (lo // batch_size + 1) * batch_size)
+        plan.append((lo, hi))
+        lo = hi
+    return plan
 
 
 def _clean_record(model: nn.Module, x: torch.Tensor) -> dict:
@@ -282,23 +345,44 @@ def _attack_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str
     return record
 
 
-def _load_or_compute(path: Path | None, data_hash: str, options: str | None, compute):
-    """(record, reused): a stored record if its inputs (and options) match, else a new one."""
-    if path is not None and path.is_file():
-        record = torch.load(path, weights_only=True)
-        if record.get("data") != data_hash:
-            raise ValueError(f"{path} was computed on other inputs than this run's batch; use "
-                             "another output directory or delete this one")
-        if options is not None and record.get("options") != options:
-            raise ValueError(f"{path} was computed with attack options {record.get('options')}, "
-                             f"not {options}; use another output directory or delete it")
-        return record, True
-    record = compute()
-    record["data"] = data_hash
+def _record_keys(part: str) -> list[str]:
+    if part == "clean":
+        return ["clean_pred", "clean_conf"]
+    keys = [f"x_adv/{part}", f"pred/{part}", f"conf/{part}", f"seconds/{part}", "options"]
+    return keys + ([f"broken_by/{part}"] if part == "standard" else [])
+
+
+def _check_record(path: Path, record: object, part: str, n: int, data_hash: str,
+                  options: str | None, run: str) -> None:
+    """Raise ``DamagedFileError`` for a broken record, ``ValueError`` for one of another run."""
+    keys = _record_keys(part) + ["data"]
+    if not isinstance(record, dict) or any(k not in record for k in keys):
+        raise DamagedFileError(path, f"not a {part} record (entries {keys} expected)")
+    short = [k for k in keys if isinstance(record[k], torch.Tensor) and len(record[k]) != n]
+    if short:
+        raise DamagedFileError(path, f"{short[0]} holds {len(record[short[0]])} inputs, not {n}")
+    fix = "use another output directory for this run"
+    if record.get("run", run) != run:  # files written before fingerprints: run.json checked them
+        raise ValueError(f"{path} belongs to a run with other settings or another model; {fix}")
+    if record["data"] != data_hash:
+        raise ValueError(f"{path} was computed on other inputs than this run's inputs at the "
+                         f"same positions; {fix}")
+    if options is not None and record.get("options") != options:
+        raise ValueError(f"{path} was computed with attack options {record.get('options')}, "
+                         f"not {options}; {fix}")
+
+
+def _load_or_compute(path: Path | None, part: str, n: int, data_hash: str, options: str | None,
+                     run: str, compute: Callable[[], dict]) -> tuple[dict, bool]:
+    """(record, reused): the stored record if intact and of this run, else a new one."""
     if path is not None:
-        tmp = path.with_suffix(".partial")
-        torch.save(record, tmp)
-        tmp.replace(path)
+        record = read_verified(path, load_torch, lambda r: _check_record(
+            path, r, part, n, data_hash, options, run), action="attacking this batch again")
+        if record is not None:
+            return record, True
+    record = {**compute(), "data": data_hash, "run": run}
+    if path is not None:
+        save_torch(path, record)
     return record, False
 
 
@@ -322,11 +406,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
     batch_size:
         Inputs per batch (the unit of resumption).
     out_dir:
-        Where finished work goes: ``batches/NNNNN-clean.pt`` and ``batches/NNNNN-<attack>.pt``
-        per batch and attack (each with a hash of its inputs and the attack's options), and
-        ``run.json`` with eps, norm, seed, batch size and a hash of the model. ``None`` keeps
-        everything in memory. Later runs in the same folder reuse every stored (batch, attack)
-        pair: more attacks or more inputs only add work.
+        Where finished work goes: ``batches/FIRST-END-clean.pt`` and
+        ``batches/FIRST-END-<attack>.pt`` per batch of inputs ``FIRST..END-1`` and attack (each
+        with a hash of its inputs, the attack's options and the fingerprint of the run's
+        settings), and ``run.json`` with eps, norm, seed, batch size and a hash of the model.
+        ``None`` keeps everything in memory. Later runs in the same folder reuse every stored
+        (batch, attack) pair that is intact and of the same inputs: more attacks or more inputs
+        only add work (:func:`plan_batches`); damaged files are reported and recomputed.
+        A grown run (say ``n=22``, then ``n=40``) equals a fresh run with the same batch plan
+        (``[(0, 22), (22, 40)]``, in ``result.batches``): each batch is attacked on its own with
+        the same seed. A fresh run of 40 inputs in an empty folder cuts ``[(0, 40)]`` instead,
+        which can differ slightly for attacks whose random draws depend on the batch.
     options:
         Per-attack options, e.g. ``{"square": {"n_queries": 1000}}``.
     on_batch_end:
@@ -336,41 +426,56 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
                         norm, int(seed), int(batch_size), dict(options or {}))
     config.validate()
     validate_inputs(model, x, y, eps, norm)
-    n_batches = -(-len(x) // config.batch_size)
-    batch_dir = None
+    settings = _run_settings(config, fingerprint(model))
+    run = settings_fingerprint(settings)
+    batch_dir, stored, known = None, {}, False
     if out_dir is not None:
         out_dir = Path(out_dir)
-        _check_run_dir(out_dir, config, fingerprint(model))
+        known = check_run_config(out_dir / "run.json", settings,
+                                 fix="use another output directory or delete it")
         batch_dir = out_dir / "batches"
         batch_dir.mkdir(parents=True, exist_ok=True)
+        _migrate_legacy(batch_dir, config.batch_size)
+        stored = stored_batches(batch_dir)
+        if not known and not stored:  # a fresh folder: nothing to check the settings against
+            known = bool(write_json(out_dir / "run.json", settings))
+    plan = plan_batches(len(x), config.batch_size, stored, ("clean", *config.attacks))
     records, reused = [], 0
-    bar = tqdm(range(n_batches), desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
+    bar = tqdm(plan, desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
                unit="batch", disable=not progress)
-    for b in bar:
-        lo, hi = b * config.batch_size, min(len(x), (b + 1) * config.batch_size)
-        xb, yb = x[lo:hi], y[lo:hi]
-        data_hash = _hash_tensors(xb, yb)
-
-        def path(part: str) -> Path | None:
-            return batch_dir / f"{b:05d}-{part}.pt" if batch_dir is not None else None
-
-        record, all_reused = _load_or_compute(path("clean"), data_hash, None,
-                                              lambda: _clean_record(model, xb))
-        for name in config.attacks:
-            opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
-            part, was_reused = _load_or_compute(
-                path(name), data_hash, opts, lambda: _attack_record(model, xb, yb, name, config))
-            record = {**record, **part}
-            all_reused &= was_reused
+    for b, (lo, hi) in enumerate(bar):
+        where = None if batch_dir is None else (
+            lambda part, lo=lo, hi=hi: _batch_file(batch_dir, lo, hi, part))
+        record, all_reused = _batch_record(model, x[lo:hi], y[lo:hi], config, run, where)
         records.append(record)
         reused += all_reused
         if on_batch_end is not None and not all_reused:
-            on_batch_end(b, n_batches)
-    return _combine(config, y, records, reused)
+            on_batch_end(b, len(plan))
+    if out_dir is not None and not known:  # recorded once every stored file proved to fit
+        write_json(out_dir / "run.json", settings)
+    return _combine(config, y, records, reused, plan)
+
+
+def _batch_record(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, config: EvalConfig,
+                  run: str, where: Callable[[str], Path] | None) -> tuple[dict, bool]:
+    """All records of one batch (clean and each attack), stored or computed, merged; and
+    whether every one of them was stored. ``where(part)`` is the file of a part (or None)."""
+    data_hash = tensor_digest(xb, yb)
+    path = where or (lambda part: None)
+    record, all_reused = _load_or_compute(path("clean"), "clean", len(xb), data_hash, None, run,
+                                          lambda: _clean_record(model, xb))
+    for name in config.attacks:
+        opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
+        part, was_reused = _load_or_compute(
+            path(name), name, len(xb), data_hash, opts, run,
+            lambda name=name: _attack_record(model, xb, yb, name, config))
+        record = {**record, **part}
+        all_reused &= was_reused
+    return record, all_reused
 
 
 def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
-             reused: int) -> RobustnessResult:
+             reused: int, plan: list[tuple[int, int]]) -> RobustnessResult:
     def cat(key: str) -> torch.Tensor:
         return torch.cat([r[key] for r in records])
 
@@ -384,4 +489,5 @@ def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
         seconds={a: float(sum(r[f"seconds/{a}"] for r in records)) for a in names},
         batches_reused=reused,
         cpu_seconds={a: float(sum(r.get(f"cpu_seconds/{a}", float("nan")) for r in records))
-                     for a in names})
+                     for a in names},
+        batches=list(plan))
