@@ -6,10 +6,11 @@ ReLU rule only; with ReLU + max-pool rules (the default); and PullbackAscent wit
 
 Time: median wall-clock and median process CPU time (``time.process_time``, all threads) of
 ``--repeats`` interleaved runs in one process; ratios are what counts, and on a shared CPU the CPU
-time is the steadier of the two. Peak memory: each variant runs once in a fresh subprocess; right before the measured call (model,
-input and one warm-up forward in memory) the peak-RSS counter is reset (``/proc/self/clear_refs``)
-and we report the peak (``VmHWM``) minus the RSS at that moment; glibc's mmap threshold
-is pinned to 64 KiB so freed large blocks return to the OS and the RSS follows the allocations.
+time is the steadier of the two. Peak memory: each variant runs once in a fresh subprocess; right
+before the measured call (model, input and one warm-up forward in memory) the peak-RSS counter is
+reset (``/proc/self/clear_refs``) and we report the peak (``VmHWM``) minus the RSS at that
+moment; glibc's mmap threshold is pinned to 64 KiB so freed large blocks return to the OS and the
+RSS follows the allocations.
 With ``--device cuda``: CUDA-synchronised wall time, and the peak of PyTorch's CUDA allocator
 (``max_memory_allocated``) above what was allocated right before the call, measured in-process.
 
@@ -171,7 +172,8 @@ def main() -> int:
     if not args.no_append:
         section = (
             f"\n## Excitation pullbacks: cost vs a vanilla input gradient\n\n"
-            f"- date: {datetime.date.today().isoformat()}; machine: {platform.processor() or platform.machine()}, "
+            f"- date: {datetime.date.today().isoformat()}; "
+            f"machine: {platform.processor() or platform.machine()}, "
             f"{torch.get_num_threads()} torch threads, CPU shared with other jobs (timings noisy; "
             f"compare the ratios, measured in one run); torch {torch.__version__}\n"
             f"- command: `nice .venv/bin/python benchmarks/bench_pullbacks.py --batch {args.batch} "

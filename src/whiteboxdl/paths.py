@@ -62,7 +62,7 @@ def check_output_path(path: str | Path, option: str = "--out", kind: str = "dir"
     'run'
     >>> check_output_path("/dev/null")
     Traceback (most recent call last):
-    FileExistsError: --out /dev/null is an existing file, not a folder; choose a folder (it is created if missing)
+    FileExistsError: --out /dev/null is an existing file, not a folder; choose a folder ...
     """
     if kind not in ("dir", "file"):
         raise ValueError(f"kind must be 'dir' or 'file', got {kind!r}")

@@ -66,8 +66,10 @@ def test_random_shift_is_a_zero_filled_translation():
         for dy in range(-2, 3):
             for dx in range(-2, 3):
                 ref = torch.zeros_like(image)
-                ys, yd = (slice(0, 28 - dy), slice(dy, 28)) if dy >= 0 else (slice(-dy, 28), slice(0, 28 + dy))
-                xs, xd = (slice(0, 28 - dx), slice(dx, 28)) if dx >= 0 else (slice(-dx, 28), slice(0, 28 + dx))
+                ys, yd = ((slice(0, 28 - dy), slice(dy, 28)) if dy >= 0
+                          else (slice(-dy, 28), slice(0, 28 + dy)))
+                xs, xd = ((slice(0, 28 - dx), slice(dx, 28)) if dx >= 0
+                          else (slice(-dx, 28), slice(0, 28 + dx)))
                 ref[:, yd, xd] = image[:, ys, xs]
                 if torch.equal(ref, shifted):
                     matches.append((dy, dx))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from whiteboxdl.cli import main
 from whiteboxdl.stability.store import PatternStore

@@ -188,7 +188,7 @@ class RobustnessResult:
             rows.append([name, _pct(float(flags.float().mean())), f"{int(flags.sum())}/{self.n}",
                          f"{self.seconds[name]:.1f}"])
             if name in self.broken_by:
-                for k, (component, step) in enumerate(self.cascade_robust(name).items()):
+                for k, (_component, step) in enumerate(self.cascade_robust(name).items()):
                     label = f"  {name}: after {' + '.join(STANDARD_COMPONENTS[:k + 1])}"
                     rows.append([label, _pct(float(step.float().mean())),
                                  f"{int(step.sum())}/{self.n}", ""])
