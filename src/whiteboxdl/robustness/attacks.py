@@ -347,7 +347,7 @@ def _own(fn: AttackFn) -> AttackFn:
 
     if not takes_n_real:
         params.append(inspect.Parameter("n_real", inspect.Parameter.KEYWORD_ONLY, default=2))
-    run.__signature__ = inspect.Signature(params)  # expose fn's options for validation
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # fn's options
     return run
 
 
