@@ -1,4 +1,4 @@
-"""ImageNet class names (offline, from torchvision's weights metadata) and the [-1, 1] wrapper.
+"""ImageNet class names and WordNet ids (offline, from torchvision and timm) and the [-1, 1] wrapper.
 
 The paper's explainer works on inputs in [-1, 1]; ImageNet models expect inputs normalised with the
 ImageNet mean and standard deviation. :class:`SignedImageNetInput` bridges the two.
@@ -27,6 +27,23 @@ def imagenet_classes() -> tuple[str, ...]:
     from torchvision.models import ResNet50_Weights
 
     return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 WordNet ids of ImageNet-1k in canonical index order (offline, from timm).
+
+    Example
+    -------
+    >>> imagenet_wnids()[0], imagenet_wnids()[207]
+    ('n01440764', 'n02099601')
+    """
+    from timm.data import ImageNetInfo
+
+    wnids = tuple(ImageNetInfo().label_names())
+    if len(wnids) != 1000:
+        raise RuntimeError(f"timm's ImageNet-1k info lists {len(wnids)} classes, not 1000")
+    return wnids
 
 
 def class_choices(names: tuple[str, ...] | list[str]) -> list[str]:

@@ -3,6 +3,8 @@
 Example
 -------
 $ whiteboxdl quality evaluate --model mnist-cnn --data mnist --n 1000 --out runs/mnist
+$ whiteboxdl quality evaluate --model efficientnet_lite0 --protocol paper \\
+      --data csv:../shared/data/imagenet-sample --n 64 --batch-size 8 --out runs/lite0
 $ whiteboxdl quality evaluate ... --shard 0/2 & whiteboxdl quality evaluate ... --shard 1/2
 $ whiteboxdl quality merge runs/mnist
 """
@@ -23,10 +25,21 @@ def register(subparsers) -> None:
     ev.add_argument("--model", required=True,
                     help="mnist-cnn, fashion-mnist-cnn, a model file (.pt) or a torchvision name "
                          "(e.g. resnet50; weights must be present)")
-    ev.add_argument("--data", required=True, help="mnist, fashion-mnist or imagefolder:PATH")
+    ev.add_argument("--data", required=True,
+                    help="mnist, fashion-mnist, csv:PATH (a folder with labels.csv: file,"
+                         "class_index) or imagefolder:PATH (class sub-folders; WordNet-id "
+                         "folders get their canonical ImageNet index)")
+    ev.add_argument("--protocol", default="default",
+                    help="preset of explainers, metrics and their settings: default (the "
+                         "registries' defaults), paper (the paper's public code, ImageNet 224²) "
+                         "or paper-per-channel (every map per channel); --explainers, "
+                         "--metrics and the option flags refine it")
     ev.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
-    ev.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
-    ev.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
+    ev.add_argument("--explainers", default="all",
+                    help="comma-separated names (registered or --variants) or 'all' (the "
+                         "protocol's)")
+    ev.add_argument("--metrics", default="all",
+                    help="comma-separated names (registered or --metric-variants) or 'all'")
     ev.add_argument("--out", required=True,
                     help="run directory (resumable; damaged batch files are recomputed)")
     ev.add_argument("--shard", default=None, help="i/N: evaluate batches b with b mod N == i")
@@ -38,6 +51,14 @@ def register(subparsers) -> None:
                     help='JSON of per-explainer overrides, e.g. \'{"SmoothGrad": {"samples": 20}}\'')
     ev.add_argument("--metric-options", default="{}",
                     help='JSON of per-metric overrides, e.g. \'{"MaxSensitivity": {"nr_samples": 5}}\'')
+    ev.add_argument("--variants", default="{}",
+                    help='JSON of named explainer variants, e.g. \'{"PullbackAscent K=1": '
+                         '{"of": "PullbackAscent", "steps": 1}}\' (list them in --explainers)')
+    ev.add_argument("--metric-variants", default="{}",
+                    help="JSON of named metric variants, like --variants")
+    ev.add_argument("--channels-last", action="store_true",
+                    help="metrics' forward passes on a channels-last copy of the model (faster "
+                         "for ImageNet CNNs on CPUs; same numbers to float32 rounding)")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.add_argument("--no-merge", action="store_true",
                     help="do not merge after the last shard's batches are done")
@@ -51,36 +72,42 @@ def register(subparsers) -> None:
     mg.set_defaults(func=run_merge)
 
 
-def _metric_names(spec: str) -> list[str]:
-    from whiteboxdl.quality.metric_registry import all_metric_names, get_metric
-
+def _names(spec: str) -> list[str] | None:
+    """Comma-separated names, or None for 'all' (the protocol's set)."""
     if spec in ("", "all"):
-        return all_metric_names()
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    for n in names:
-        get_metric(n)
-    return names
+        return None
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def _json(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} must be JSON, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from whiteboxdl.quality.explainers import parse_explainers
     from whiteboxdl.quality.report import merge
     from whiteboxdl.quality.runner import RunConfig, evaluate, parse_shard
 
     check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = RunConfig(model=args.model, data=args.data, n=args.n,
-                       explainers=parse_explainers(args.explainers),
-                       metrics=_metric_names(args.metrics), batch_size=args.batch_size,
-                       seed=args.seed, target=args.target, layer=args.layer)
-    for attr, flag in (("options", "--options"), ("metric_options", "--metric-options")):
-        try:
-            setattr(config, attr, json.loads(getattr(args, attr)))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{flag} must be JSON, got {getattr(args, attr)!r} ({exc})") from None
+    config = RunConfig.from_protocol(
+        args.protocol, model=args.model, data=args.data, n=args.n,
+        explainers=_names(args.explainers), metrics=_names(args.metrics),
+        options=_json(args.options, "--options"),
+        metric_options=_json(args.metric_options, "--metric-options"),
+        variants=_json(args.variants, "--variants"),
+        metric_variants=_json(args.metric_variants, "--metric-variants"),
+        batch_size=args.batch_size, seed=args.seed, target=args.target, layer=args.layer,
+        channels_last=args.channels_last)
+    config.validate()
     shard = parse_shard(args.shard)
     done = evaluate(config, args.out, shard)
     print(f"shard {shard[0]}/{shard[1]}: {len(done)} batches computed in {args.out}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from whiteboxdl.quality.explainers import COUNTERPARTS
-from whiteboxdl.quality.metric_registry import get_metric
+from whiteboxdl.quality.metric_registry import MetricSpec, get_metric
 from whiteboxdl.quality.runner import read_batch
 from whiteboxdl.quality.stats import paired_bootstrap
 from whiteboxdl.runfiles import read_json, save_npz, write_text
@@ -88,6 +88,10 @@ def merge(run_dir: str | Path, extra_dirs: list[str | Path] = (), write: bool = 
                   for m in config["metrics"]} for e in config["explainers"]}
     times = {e: {part: float(sum(o[f"time/{e}/{part}"] for o in ordered))
                  for part in ["attribution", *config["metrics"]]} for e in config["explainers"]}
+    shared = {m: float(sum(o[f"time/shared/{m}"] for o in ordered if f"time/shared/{m}" in o))
+              for m in config["metrics"]}
+    if any(shared.values()):
+        times["(shared)"] = {"attribution": 0.0, **shared}
     first = batches.get(0, {})
     examples = {k.split("/", 1)[1]: v for k, v in first.items() if k.startswith("examples/")}
     merged = Merged(config, cat["index"], cat["label"], cat["target"], scores, times, examples)
@@ -97,6 +101,17 @@ def merge(run_dir: str | Path, extra_dirs: list[str | Path] = (), write: bool = 
 
 
 # ----------------------------------------------------------------------------- tables
+def metric_spec(config: dict, name: str) -> MetricSpec:
+    """The registered metric behind an evaluated metric name (a variant: its base)."""
+    variant = config.get("metric_variants", {}).get(name)
+    return get_metric(variant["of"] if variant else name)
+
+
+def metric_label(config: dict, name: str) -> str:
+    """Short column label: the metric's short name, or the variant's own name."""
+    return name if name in config.get("metric_variants", {}) else metric_spec(config, name).short
+
+
 def _fmt(v: float) -> str:
     if not np.isfinite(v):
         return "nan"
@@ -112,7 +127,8 @@ def means_table(m: Merged) -> tuple[list[str], list[list[str]]]:
     """Rows of explainer means per metric over the finite scores (a correlation is NaN for a
     constant attribution, Max Sensitivity infinite for an all-zero one; their count in brackets)."""
     metrics = m.config["metrics"]
-    header = ["explainer"] + [f"{get_metric(k).short} {'↑' if get_metric(k).higher_is_better else '↓'}"
+    header = ["explainer"] + [f"{metric_label(m.config, k)} "
+                              f"{'↑' if metric_spec(m.config, k).higher_is_better else '↓'}"
                               for k in metrics]
     rows = []
     for e in m.config["explainers"]:
@@ -132,14 +148,14 @@ def best_per_metric(m: Merged) -> dict[str, str]:
         means = {e: _finite_mean(m.scores[e][k]) for e in m.config["explainers"]
                  if np.isfinite(m.scores[e][k]).any()}
         if means:
-            pick = max if get_metric(k).higher_is_better else min
+            pick = max if metric_spec(m.config, k).higher_is_better else min
             best[k] = pick(means, key=means.get)
     return best
 
 
 def paired_table(m: Merged, n_boot: int = 10_000) -> tuple[list[str], list[list[str]]]:
     """Mean paired differences (pullback variant − gradient counterpart) with 95% intervals."""
-    header = ["pullback − counterpart"] + [get_metric(k).short for k in m.config["metrics"]]
+    header = ["pullback − counterpart"] + [metric_label(m.config, k) for k in m.config["metrics"]]
     rows = []
     for ours, theirs in COUNTERPARTS.items():
         if ours not in m.scores or theirs not in m.scores:
@@ -148,8 +164,9 @@ def paired_table(m: Merged, n_boot: int = 10_000) -> tuple[list[str], list[list[
         for k in m.config["metrics"]:
             r = paired_bootstrap(m.scores[ours][k], m.scores[theirs][k], n_boot=n_boot,
                                  seed=m.config["seed"])
-            better = (r.low > 0) if get_metric(k).higher_is_better else (r.high < 0)
-            worse = (r.high < 0) if get_metric(k).higher_is_better else (r.low > 0)
+            higher = metric_spec(m.config, k).higher_is_better
+            better = (r.low > 0) if higher else (r.high < 0)
+            worse = (r.high < 0) if higher else (r.low > 0)
             mark = " ✓" if better else (" ✗" if worse else "")
             cells.append(f"{_fmt(r.mean)} [{_fmt(r.low)}, {_fmt(r.high)}]{mark}")
         rows.append(cells)
@@ -159,10 +176,10 @@ def paired_table(m: Merged, n_boot: int = 10_000) -> tuple[list[str], list[list[
 def times_table(m: Merged) -> tuple[list[str], list[list[str]]]:
     """Total seconds per explainer: attribution and each metric."""
     parts = ["attribution", *m.config["metrics"]]
-    header = ["explainer"] + [("attrib." if p == "attribution" else get_metric(p).short) + " s"
-                              for p in parts] + ["total s"]
+    header = ["explainer"] + [("attrib." if p == "attribution" else metric_label(m.config, p))
+                              + " s" for p in parts] + ["total s"]
     rows = [[e] + [f"{m.times[e][p]:.1f}" for p in parts] + [f"{sum(m.times[e].values()):.1f}"]
-            for e in m.config["explainers"]]
+            for e in m.times]
     totals = ["all"] + [f"{sum(m.times[e][p] for e in m.times):.1f}" for p in parts]
     rows.append(totals + [f"{sum(sum(t.values()) for t in m.times.values()):.1f}"])
     return header, rows
@@ -173,13 +190,15 @@ def summary_markdown(m: Merged, n_boot: int = 10_000) -> str:
     c = m.config
     partial = f" (partial: {len(m.index)} of {c['n']})" if len(m.index) < c["n"] else ""
     lines = [f"model `{c['model']}`, data `{c['data']}`, n = {len(m.index)} images{partial}, "
-             f"targets = {c['target']}s, seed {c['seed']}", "", "Means over images:", "",
+             f"targets = {c['target']}s, seed {c['seed']}, protocol {c.get('protocol', 'default')}",
+             "", "Means over images:", "",
              markdown_table(*means_table(m)), "",
              "Paired differences (mean [95% bootstrap interval], ✓ = pullback significantly better,"
              " ✗ = significantly worse):", "", markdown_table(*paired_table(m, n_boot)), "",
-             "Best mean per metric: " + ", ".join(f"{get_metric(k).short}: {e}"
+             "Best mean per metric: " + ", ".join(f"{metric_label(c, k)}: {e}"
                                                   for k, e in best_per_metric(m).items()), "",
-             "Seconds (sum over batches):", "", markdown_table(*times_table(m))]
+             "Seconds (sum over batches; \"(shared)\": the perturbed forward passes that every "
+             "explainer shares):", "", markdown_table(*times_table(m))]
     return "\n".join(lines) + "\n"
 
 
