@@ -50,7 +50,8 @@ def test_shards_merged_equal_a_single_run(tmp_path):
     assert evaluate(_config(), b, shard=(1, 2), task=_task(), progress=False) == [1]
     assert evaluate(_config(), a, shard=(0, 2), task=_task(), progress=False) == [0, 2]
     _assert_same(ref, merge(a, [b]))
-    for name in ("scores.csv", "scores.npz", "summary.md", "examples.png", "report.html"):
+    for name in ("scores.csv", "scores.npz", "summary.md", "examples.png", "report.html",
+                 "examples/Gradient.png", "examples/GuidedGradCam.png"):
         assert (a / name).stat().st_size > 0
     summary = (a / "summary.md").read_text()
     assert "SmoothGrad" in summary and "[" in summary       # bootstrap intervals

@@ -51,6 +51,16 @@ def ascent_alpha(x: Tensor, domain: Domain, alpha: float = 20.0) -> float:
     return alpha * math.sqrt(x[0].numel() / SPEC_FEATURES) * _half_range(domain)
 
 
+#: Input values per backward pass of the sampling explainers (all 50 samples of 50 MNIST images
+#: at once; 27 images of 3×224²), which bounds their memory.
+BACKWARD_FLOATS = 2 ** 22
+
+
+def samples_per_backward(x: Tensor, samples: int) -> int:
+    """How many noisy copies of the batch ``x`` one backward pass takes (at least 1)."""
+    return max(1, min(samples, BACKWARD_FLOATS // max(1, x.numel())))
+
+
 def seed_global(seed: int) -> None:
     """Seed the global torch and NumPy generators that Captum's stochastic explainers use."""
     torch.manual_seed(seed)
@@ -137,7 +147,8 @@ def _smooth_pullback(model, x, target, *, domain: Domain, samples: int = 50,
     from whiteboxdl.pullbacks import ExcitationPullback
 
     nt = NoiseTunnel(ExcitationPullback(model, **pullback))
-    return nt.attribute(x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples,
+    return nt.attribute(x, nt_type="smoothgrad", nt_samples=samples,
+                        nt_samples_batch_size=samples_per_backward(x, samples),
                         stdevs=sigma if sigma is not None else 0.15 * _half_range(domain),
                         target=target)
 
@@ -154,7 +165,8 @@ def _smoothgrad(model, x, target, *, domain: Domain, samples: int = 50,
     from captum.attr import NoiseTunnel, Saliency
 
     return NoiseTunnel(Saliency(model)).attribute(
-        x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples,
+        x, nt_type="smoothgrad", nt_samples=samples,
+        nt_samples_batch_size=samples_per_backward(x, samples),
         stdevs=sigma if sigma is not None else 0.15 * _half_range(domain), target=target,
         abs=False)
 

@@ -3,7 +3,8 @@
 Outputs in the run directory: ``scores.npz`` (``score/<explainer>/<metric>`` arrays over images,
 ``index``, ``label``, ``target``), ``scores.csv`` (one row per image and explainer),
 ``summary.md`` (means, paired differences with seeded 95% bootstrap intervals, timings),
-``examples.png`` and ``report.html``.
+``examples.png`` (every explainer), ``examples/<explainer>.png`` (one small figure each) and
+``report.html``.
 
 Example
 -------
@@ -211,9 +212,7 @@ def examples_figure(m: Merged, path: Path) -> Path:
     names = [e for e in m.config["explainers"] if e in m.examples]
     fig, axes = new_figure(len(x), len(names) + 1, size=(1.6 * (len(names) + 1), 1.7 * len(x)))
     for r in range(len(x)):
-        img = x[r].transpose(1, 2, 0)
-        lo, hi = img.min(), img.max()
-        axes[r][0].imshow((img - lo) / (hi - lo + 1e-12), cmap="gray" if img.shape[2] == 1 else None)
+        _show_image(axes[r][0], x[r])
         axes[r][0].set_title(f"target {m.target[r]}", fontsize=7)
         for c, e in enumerate(names, start=1):
             a = m.examples[e][r].sum(0)
@@ -227,6 +226,32 @@ def examples_figure(m: Merged, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _show_image(ax, img: np.ndarray) -> None:
+    img = img.transpose(1, 2, 0)
+    lo, hi = img.min(), img.max()
+    ax.imshow((img - lo) / (hi - lo + 1e-12), cmap="gray" if img.shape[2] == 1 else None)
+
+
+def explainer_figure(m: Merged, name: str, path: Path, dpi: int = 60) -> Path:
+    """A small PNG for one explainer: the example inputs (top) and its maps summed over
+    channels (bottom, ``bwr``, symmetric scale per map)."""
+    from whiteboxdl.viz.figures import new_figure, save_figure
+
+    x, maps = m.examples["x"], m.examples[name]
+    fig, axes = new_figure(2, len(x), size=(1.5 * len(x), 3.2))
+    for c in range(len(x)):
+        _show_image(axes[0][c], x[c])
+        axes[0][c].set_title(f"target {m.target[c]}", fontsize=7)
+        a = maps[c].sum(0)
+        v = float(np.abs(a).max()) or 1.0
+        axes[1][c].imshow(a, cmap="bwr", vmin=-v, vmax=v)
+    for ax in np.ravel(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(name, fontsize=8)
+    return save_figure(fig, path, dpi=dpi)
+
+
 def _write_csv(m: Merged, path: Path) -> None:
     metrics = m.config["metrics"]
     with open(path, "w", newline="") as f:
@@ -238,6 +263,11 @@ def _write_csv(m: Merged, path: Path) -> None:
                             *(repr(float(m.scores[e][k][i])) for k in metrics)])
 
 
+def _file_name(name: str) -> str:
+    """A file-system-safe form of an explainer (or variant) name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
 def write_outputs(m: Merged, run_dir: Path, n_boot: int = 10_000) -> None:
     """Write scores.npz, scores.csv, summary.md, examples.png and report.html."""
     save_npz(run_dir / "scores.npz", index=m.index, label=m.label, target=m.target,
@@ -246,6 +276,10 @@ def write_outputs(m: Merged, run_dir: Path, n_boot: int = 10_000) -> None:
     summary = summary_markdown(m, n_boot)
     write_text(run_dir / "summary.md", summary)
     fig = examples_figure(m, run_dir / "examples.png") if "x" in m.examples else None
+    if fig:
+        for name in m.config["explainers"]:
+            if name in m.examples:
+                explainer_figure(m, name, run_dir / "examples" / f"{_file_name(name)}.png")
     report = Report(f"Explanation quality: {m.config['model']} on {m.config['data']}")
     report.paragraph(summary.splitlines()[0])
     for title, (header, rows) in [("Means", means_table(m)),
