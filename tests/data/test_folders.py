@@ -131,9 +131,17 @@ def test_runner_loads_a_wordnet_tree_with_the_contract(tmp_path):
     _image(tmp_path / "n01440764" / "c.png", (0, 255, 0))
     x, y, px, py = load_images(f"imagefolder:{tmp_path}", 3, seed=0,
                                contract=imagenet_contract())
-    assert x.shape == (3, 3, 224, 224) and y.tolist() == [0, 0, 207]
-    # the paper's preprocessing into [-1, 1]: pure blue stays (-1, -1, 1)
-    assert torch.allclose(x[0, :, 100, 100], torch.tensor([-1.0, -1.0, 1.0]))
+    assert x.shape == (3, 3, 224, 224) and sorted(y.tolist()) == [0, 0, 207]
+    # the paper's preprocessing into [-1, 1]: pure blue stays (-1, -1, 1), red (1, -1, -1)
+    colours = {tuple(x[i, :, 100, 100].round().tolist()): int(y[i]) for i in range(3)}
+    assert colours == {(-1.0, -1.0, 1.0): 0, (-1.0, 1.0, -1.0): 0, (1.0, -1.0, -1.0): 207}
     assert torch.equal(px, x) and torch.equal(py, y)
+    # a smaller n takes the first images of a larger one
+    x2, y2, _, _ = load_images(f"imagefolder:{tmp_path}", 2, seed=0, contract=imagenet_contract())
+    assert torch.equal(x2, x[:2]) and torch.equal(y2, y[:2])
+    # the Focus pool: the first max(n, pool) images of the same order
+    x1, _, px1, py1 = load_images(f"imagefolder:{tmp_path}", 1, seed=0, pool=3,
+                                  contract=imagenet_contract())
+    assert torch.equal(px1, x) and torch.equal(py1, y) and torch.equal(x1, x[:1])
     with pytest.raises(ValueError, match="exceeds the 3 images"):
         load_images(f"imagefolder:{tmp_path}", 4, contract=imagenet_contract())

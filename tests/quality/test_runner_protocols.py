@@ -42,8 +42,8 @@ PAPER_FAST = dict(
 
 
 def _paper(**kw) -> RunConfig:
-    return RunConfig.from_protocol("paper", model="cheap", data="synthetic", n=4, batch_size=2,
-                                   seed=3, **{**PAPER_FAST, **kw})
+    args = {"n": 4, "batch_size": 2, "seed": 3, **PAPER_FAST, **kw}
+    return RunConfig.from_protocol("paper", model="cheap", data="synthetic", **args)
 
 
 def test_from_protocol_merges_the_preset_with_the_arguments():
@@ -137,3 +137,35 @@ def test_cli_paper_protocol_on_a_labels_csv_folder(tmp_path, capsys):
     assert config["options"] == {"Gradient": {"reduce_channels": True}}
     assert (out / "report.html").stat().st_size > 0
     assert "Focus" in capsys.readouterr().out
+
+
+def test_join_equals_one_run_of_all_explainers(tmp_path, capsys):
+    both = _paper(explainers=["Gradient", "SoftPullback"], variants={}, options={},
+                  metric_options={}, metrics=["Infidelity", "FaithfulnessEstimate", "Focus"],
+                  n=2)
+    a = _paper(explainers=["Gradient"], variants={}, options={}, metric_options={},
+               metrics=both.metrics, n=4)                     # a larger run: n is a prefix
+    b = _paper(explainers=["SoftPullback"], variants={}, options={}, metric_options={},
+               metrics=both.metrics, n=2)
+    for cfg, d in ((both, "both"), (a, "a"), (b, "b")):
+        evaluate(cfg, tmp_path / d, task=_task(), progress=False)
+    ref = merge(tmp_path / "both", write=False)
+    assert main(["quality", "join", str(tmp_path / "joined"), str(tmp_path / "a"),
+                 str(tmp_path / "b")]) == 0
+    assert "2 images, 2 explainers" in capsys.readouterr().out
+    from whiteboxdl.quality.report import join
+
+    joined = join([tmp_path / "a", tmp_path / "b"])
+    assert joined.config["explainers"] == ["Gradient", "SoftPullback"]
+    for e in ref.scores:
+        for m in ref.scores[e]:
+            np.testing.assert_array_equal(joined.scores[e][m], ref.scores[e][m], err_msg=m)
+    summary = (tmp_path / "joined" / "summary.md").read_text()
+    assert "SoftPullback − Gradient" in summary and "s/image" in summary
+    other = _paper(explainers=["SoftPullback"], variants={}, options={}, metric_options={},
+                   metrics=both.metrics, n=2, seed=9)
+    evaluate(other, tmp_path / "c", task=_task(), progress=False)
+    with pytest.raises(ValueError, match="differs .* in seed"):
+        join([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(ValueError, match="more than one"):
+        join([tmp_path / "b", tmp_path / "b"])

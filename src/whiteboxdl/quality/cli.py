@@ -1,4 +1,4 @@
-"""``whiteboxdl quality evaluate|merge``: explanation-quality benchmark on the command line.
+"""``whiteboxdl quality evaluate|merge|join``: explanation-quality benchmark on the command line.
 
 Example
 -------
@@ -7,6 +7,7 @@ $ whiteboxdl quality evaluate --model efficientnet_lite0 --protocol paper \\
       --data csv:../shared/data/imagenet-sample --n 64 --batch-size 8 --out runs/lite0
 $ whiteboxdl quality evaluate ... --shard 0/2 & whiteboxdl quality evaluate ... --shard 1/2
 $ whiteboxdl quality merge runs/mnist
+$ whiteboxdl quality join runs/lite0 runs/lite0-pullbacks runs/lite0-baselines
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def register(subparsers) -> None:
                     help="merge the finished batches of an incomplete run (n is stated)")
     mg.set_defaults(func=run_merge)
 
+    jn = sub.add_parser("join", help="one table of runs that scored other explainers on the same "
+                                     "images (same data, n prefix, batch size, seed, metrics)")
+    jn.add_argument("out", help="directory for the joined tables, figure and report")
+    jn.add_argument("runs", nargs="+", help="run directories (at least two)")
+    jn.add_argument("--partial", action="store_true",
+                    help="join the finished batches of incomplete runs")
+    jn.set_defaults(func=run_join)
+
 
 def _names(spec: str) -> list[str] | None:
     """Comma-separated names, or None for 'all' (the protocol's set)."""
@@ -125,4 +134,15 @@ def run_merge(args: argparse.Namespace) -> int:
     merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")
+    return 0
+
+
+def run_join(args: argparse.Namespace) -> int:
+    from whiteboxdl.quality.report import join
+
+    check_output_path(args.out)
+    joined = join(args.runs, args.out, partial=args.partial)
+    print(open(f"{args.out}/summary.md").read())
+    print(f"wrote {args.out}/report.html ({len(joined.index)} images, "
+          f"{len(joined.config['explainers'])} explainers)")
     return 0

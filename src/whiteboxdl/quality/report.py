@@ -41,6 +41,11 @@ class Merged:
     scores: dict[str, dict[str, np.ndarray]]
     times: dict[str, dict[str, float]]
     examples: dict[str, np.ndarray]
+    #: Images each row of ``times`` was measured on (default: all of ``index``).
+    timed: dict[str, int] | None = None
+
+    def images_timed(self, row: str) -> int:
+        return (self.timed or {}).get(row, len(self.index))
 
 
 def load_batches(run_dirs: list[Path]) -> tuple[dict, dict[int, dict[str, np.ndarray]]]:
@@ -99,6 +104,59 @@ def merge(run_dir: str | Path, extra_dirs: list[str | Path] = (), write: bool = 
     if write:
         write_outputs(merged, run_dir, n_boot=n_boot)
     return merged
+
+
+#: Settings that runs must share to be joined (they then met the same images and perturbations).
+JOIN_KEYS = ("model", "data", "batch_size", "seed", "target", "metrics", "metric_options",
+             "metric_variants", "protocol")
+
+
+def join(run_dirs: list[str | Path], out_dir: str | Path | None = None, n_boot: int = 10_000,
+         partial: bool = False) -> Merged:
+    """Join runs that scored different explainers on the same images into one table.
+
+    The runs must agree on :data:`JOIN_KEYS`; their sizes may differ: the join holds the images
+    all of them scored (a smaller run's images are the first of a larger one, in the same
+    batches, so every explainer met the same perturbations and the paired intervals hold).
+    Times stay each run's own (per image in the summary). Written to ``out_dir`` if given.
+    """
+    runs = [merge(d, write=False, partial=partial) for d in run_dirs]
+    if len(runs) < 2:
+        raise ValueError("join needs at least two run directories")
+    first = runs[0]
+    for d, r in zip(run_dirs[1:], runs[1:]):
+        diff = [k for k in JOIN_KEYS if r.config.get(k) != first.config.get(k)]
+        if diff:
+            raise ValueError(f"{d} differs from {run_dirs[0]} in {', '.join(diff)}; only runs "
+                             "with the same images, metrics and seeds can be joined")
+    n = min(len(r.index) for r in runs)
+    for d, r in zip(run_dirs, runs):
+        if not (np.array_equal(r.index[:n], first.index[:n])
+                and np.array_equal(r.label[:n], first.label[:n])):
+            raise ValueError(f"{d} did not score the same first {n} images")
+    config = dict(first.config, n=n, explainers=[], options={}, variants={})
+    scores, times, timed, examples = {}, {}, {}, {"x": first.examples.get("x")}
+    for r in runs:
+        for e in r.config["explainers"]:
+            if e in scores:
+                raise ValueError(f"explainer {e!r} is in more than one of the joined runs")
+            config["explainers"].append(e)
+            scores[e] = {k: v[:n] for k, v in r.scores[e].items()}
+            times[e], timed[e] = r.times[e], len(r.index)
+            if e in r.examples:
+                examples[e] = r.examples[e]
+        config["options"].update(r.config.get("options", {}))
+        config["variants"].update(r.config.get("variants", {}))
+    if "(shared)" in first.times:
+        times["(shared)"], timed["(shared)"] = first.times["(shared)"], len(first.index)
+    if examples["x"] is None:
+        del examples["x"]
+    joined = Merged(config, first.index[:n], first.label[:n], first.target[:n], scores, times,
+                    examples, timed)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_outputs(joined, Path(out_dir), n_boot=n_boot)
+    return joined
 
 
 # ----------------------------------------------------------------------------- tables
@@ -175,14 +233,20 @@ def paired_table(m: Merged, n_boot: int = 10_000) -> tuple[list[str], list[list[
 
 
 def times_table(m: Merged) -> tuple[list[str], list[list[str]]]:
-    """Total seconds per explainer: attribution and each metric."""
+    """Seconds per explainer: attribution and each metric, summed over the images it was timed
+    on, and its total per image."""
     parts = ["attribution", *m.config["metrics"]]
     header = ["explainer"] + [("attrib." if p == "attribution" else metric_label(m.config, p))
-                              + " s" for p in parts] + ["total s"]
-    rows = [[e] + [f"{m.times[e][p]:.1f}" for p in parts] + [f"{sum(m.times[e].values()):.1f}"]
-            for e in m.times]
+                              + " s" for p in parts] + ["total s", "images", "s/image"]
+    rows = []
+    for e in m.times:
+        total, k = sum(m.times[e].values()), m.images_timed(e)
+        rows.append([e] + [f"{m.times[e][p]:.1f}" for p in parts]
+                    + [f"{total:.1f}", str(k), f"{total / max(1, k):.1f}"])
+    per_image = sum(sum(t.values()) / max(1, m.images_timed(e)) for e, t in m.times.items())
     totals = ["all"] + [f"{sum(m.times[e][p] for e in m.times):.1f}" for p in parts]
-    rows.append(totals + [f"{sum(sum(t.values()) for t in m.times.values()):.1f}"])
+    rows.append(totals + [f"{sum(sum(t.values()) for t in m.times.values()):.1f}", "",
+                          f"{per_image:.1f}"])
     return header, rows
 
 

@@ -223,15 +223,23 @@ def seed_for(*parts: object) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None = None
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+#: Images of a labelled folder the Focus mosaics draw from (at least ``n``): the same pool for
+#: every run of up to this size, so runs of different sizes meet the same mosaics.
+FOCUS_POOL = 256
+
+
+def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None = None,
+                pool: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x, y, pool_x, pool_y)``: the ``n`` evaluated test images and the Focus pool.
 
     ``mnist`` / ``fashion-mnist``: the first ``n`` test images, pool = the whole test split.
     ``csv:PATH`` (a folder with ``labels.csv``) or ``imagefolder:PATH`` (class sub-folders;
-    WordNet-id folders get their canonical ImageNet index): ``n`` images drawn with ``seed``
-    (kept in the folder's order), preprocessed as ``contract`` says (default: the paper's 224²
-    in [−1, 1]); pool = the same images. See :mod:`whiteboxdl.data.folders`.
+    WordNet-id folders get their canonical ImageNet index): the first ``n`` images of a random
+    order drawn with ``seed``, so a smaller ``n`` takes the first images of a larger one (and,
+    with the same batch size, their batches and perturbations: runs of different sizes pair up
+    image by image), preprocessed as ``contract`` says (default: the paper's 224² in [−1, 1]);
+    pool = the first ``max(n, pool)`` images of that order (default: the ``n`` images).
+    See :mod:`whiteboxdl.data.folders`.
     """
     if spec in ("mnist", "fashion-mnist"):
         from whiteboxdl.data.mnist import load_dataset
@@ -249,10 +257,11 @@ def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None
         if n > len(images):
             raise ValueError(f"--n {n} exceeds the {len(images)} images in {images.source}")
         load = contract.load if contract is not None else preprocess
-        idx = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
-        x = torch.cat([load(images.paths[i]) for i in tqdm(idx, desc="images", disable=n < 50)])
-        y = torch.tensor([images.labels[i] for i in idx])
-        return x, y, x, y
+        k = min(len(images), max(n, pool or n))
+        idx = np.random.default_rng(seed).permutation(len(images))[:k]
+        px = torch.cat([load(images.paths[i]) for i in tqdm(idx, desc="images", disable=k < 50)])
+        py = torch.tensor([images.labels[i] for i in idx])
+        return px[:n], py[:n], px, py
     raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist, csv:PATH or "
                      "imagefolder:PATH")
 
@@ -264,7 +273,9 @@ def load_task(config: RunConfig) -> Task:
 
     loaded = resolve_model(config.model)
     contract = require_contract(loaded)
-    x, y, px, py = load_images(config.data, config.n, config.seed, contract)
+    needs_pool = any(get_metric(config.metric(m)[0]).needs for m in config.metrics)
+    x, y, px, py = load_images(config.data, config.n, config.seed, contract,
+                               pool=FOCUS_POOL if needs_pool else None)
     what = f"--data {config.data}"
     contract.check(x, what)
     with torch.no_grad():
