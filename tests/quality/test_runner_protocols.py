@@ -169,3 +169,18 @@ def test_join_equals_one_run_of_all_explainers(tmp_path, capsys):
         join([tmp_path / "a", tmp_path / "c"])
     with pytest.raises(ValueError, match="more than one"):
         join([tmp_path / "b", tmp_path / "b"])
+
+
+def test_paper_protocol_scales_to_other_input_sizes():
+    from whiteboxdl.quality.protocols import scale_metric_options
+
+    cfg = RunConfig.from_protocol("paper", model="m", data="d", side=260)
+    assert cfg.metric("Infidelity")[1]["patch_sizes"] == [65]
+    assert cfg.metric("Infidelity-112+56")[1]["patch_sizes"] == [130, 65]
+    assert cfg.metric_options["FaithfulnessCorrelation"]["subset_size"] == 16900  # 3·260²/12
+    assert cfg.metric_options["FaithfulnessEstimate"]["features_in_step"] == 4225
+    assert cfg.metric_options["MonotonicityCorrelation"]["features_in_step"] == 16900
+    assert RunConfig.from_protocol("paper", model="m", data="d", side=224).metric_options == \
+        RunConfig.from_protocol("paper", model="m", data="d").metric_options
+    with pytest.raises(ValueError, match="do not divide"):
+        scale_metric_options({"Infidelity": {"patch_sizes": [56]}}, 250)

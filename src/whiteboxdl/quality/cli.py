@@ -107,8 +107,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
+    side = None
+    if args.protocol != "default":
+        from whiteboxdl.models.registry import is_model_file, model_contract
+
+        # a registered model's input side (the paper's numbers scale from 224²); files: 224²
+        side = None if is_model_file(args.model) else model_contract(args.model).size
     config = RunConfig.from_protocol(
-        args.protocol, model=args.model, data=args.data, n=args.n,
+        args.protocol, model=args.model, data=args.data, n=args.n, side=side,
         explainers=_names(args.explainers), metrics=_names(args.metrics),
         options=_json(args.options, "--options"),
         metric_options=_json(args.metric_options, "--metric-options"),

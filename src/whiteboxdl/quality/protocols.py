@@ -122,6 +122,41 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 )}
 
 
+#: The image side the paper's numbers are for.
+PAPER_SIDE = 224
+#: Feature counts of the paper's metric options (scaled by area) and patch sizes (by side).
+_AREA_KEYS = ("subset_size", "features_in_step")
+_SIDE_KEYS = ("patch_sizes",)
+
+
+def scale_metric_options(options: dict[str, dict], side: int) -> dict[str, dict]:
+    """The paper's metric options for ``side``² images instead of 224²: feature counts scaled
+    by the area (12,544 = 1/12 of 3·224², 3,136 = 1/48), block sizes by the side (56 → side/4,
+    112 → side/2); a block size that does not divide ``side`` is refused.
+
+    Example
+    -------
+    >>> o = scale_metric_options(get_protocol("paper").metric_options, 240)
+    >>> o["Infidelity"]["patch_sizes"], o["FaithfulnessEstimate"]["features_in_step"]
+    ([60], 3600)
+    """
+    out = copy.deepcopy(options)
+    if side == PAPER_SIDE:
+        return out
+    for name, opts in out.items():
+        for key in _AREA_KEYS:
+            if key in opts:
+                opts[key] = round(opts[key] * side * side / PAPER_SIDE ** 2)
+        for key in _SIDE_KEYS:
+            if key in opts:
+                scaled = [p * side / PAPER_SIDE for p in opts[key]]
+                if any(abs(p - round(p)) > 1e-9 or side % round(p) for p in scaled):
+                    raise ValueError(f"{name}: the block sizes {opts[key]} scaled to {side}² "
+                                     f"images ({scaled}) do not divide the side")
+                opts[key] = [round(p) for p in scaled]
+    return out
+
+
 def get_protocol(name: str) -> Protocol:
     """The protocol ``name``; ``ValueError`` listing the known ones otherwise."""
     if name not in PROTOCOLS:

@@ -86,13 +86,19 @@ class RunConfig:
                       explainers: list[str] | None = None, metrics: list[str] | None = None,
                       options: dict | None = None, metric_options: dict | None = None,
                       variants: dict | None = None, metric_variants: dict | None = None,
-                      **fields) -> "RunConfig":
+                      side: int | None = None, **fields) -> "RunConfig":
         """A config of the named :mod:`~whiteboxdl.quality.protocols` preset; the arguments
         choose a subset of its explainers/metrics, add variants and override options (per
-        key, on top of the protocol's)."""
-        from whiteboxdl.quality.protocols import get_protocol
+        key, on top of the protocol's). ``side``: the model's input side, when a ``paper``
+        protocol runs on images other than 224² (its feature counts and block sizes scale)."""
+        from dataclasses import replace as replace_fields
+
+        from whiteboxdl.quality.protocols import PAPER_SIDE, get_protocol, scale_metric_options
 
         p = get_protocol(protocol)
+        if side is not None and side != PAPER_SIDE and p.metric_options:
+            p = replace_fields(p, metric_options=scale_metric_options(p.metric_options, side),
+                               metric_variants=scale_metric_options(p.metric_variants, side))
         variants = {**p.variants, **(variants or {})}
         metric_variants = {**p.metric_variants, **(metric_variants or {})}
         explainers = list(explainers or p.explainers or EXPLAINERS)
