@@ -1,12 +1,14 @@
 """Benchmark: the overhead of running quality and robustness batches as Ray tasks on one machine.
 
 A small workload of each kind (a random MNIST CNN from a model file, so nothing trains) runs
-four ways into fresh run directories: locally in one process with 2 and with 1 torch threads,
+five ways into fresh run directories: locally in one process with 2 and with 1 torch threads,
 and through ``--ray`` on a local 2-CPU Ray instance (2 tasks of 1 CPU at a time), once *cold*
 (starting the instance and its workers inside the timing: what one ``--ray`` command costs) and
-once *warm* (the same instance again: the per-batch cost of scheduling, shipping and writing).
-Every Ray run is checked to give the local run's numbers. Prints a Markdown section;
-``--append`` adds it to BENCHMARKS.md (do that on an idle machine only).
+once *warm* (the same instance again), and warm on a 1-CPU instance (one task at a time, so its
+difference to the 1-thread local run is what Ray adds per batch: scheduling, moving the results,
+the driver writing them). A first local run warms up imports and caches and is not counted. Every
+Ray run is checked to give the local run's numbers. Prints a Markdown section; ``--append`` adds
+it to BENCHMARKS.md (do that on an idle machine only).
 
     PYTHONPATH=src .venv/bin/python benchmarks/ray_overhead.py [--n 64] [--batch-size 8]
 
@@ -86,9 +88,10 @@ def _robustness(out: Path, n: int, batch_size: int):
     return run
 
 
-def _timed(fn: Callable[[], dict]) -> tuple[float, dict]:
+def _timed(run: Callable[[Path, object], dict], where: Path, cluster) -> tuple[float, dict]:
+    """Seconds and numbers of ``run(where, cluster)``."""
     start = time.perf_counter()
-    values = fn()
+    values = run(where, cluster)
     return time.perf_counter() - start, values
 
 
@@ -105,24 +108,28 @@ def measure(out: Path, n: int, batch_size: int) -> list[list[str]]:
     for name in WORKLOADS:
         run = {"quality": _quality, "robustness": _robustness}[name](out, n, batch_size)
         seconds, values = {}, {}
+        torch.set_num_threads(1)
+        run(out / name / "warm-up", None)  # imports, the data cache, first calls: not counted
         for threads in (2, 1):
             torch.set_num_threads(threads)
-            seconds[threads], values[threads] = _timed(lambda: run(out / name / f"local{threads}",
-                                                                   None))
+            seconds[threads], values[threads] = _timed(run, out / name / f"local{threads}", None)
         options = RayOptions(local_cpus=2, cpus_per_task=1)
         start = time.perf_counter()
         with ray_session(options):
             started = time.perf_counter() - start
-            cold, cold_values = _timed(lambda: run(out / name / "ray-cold", options))
-            warm, warm_values = _timed(lambda: run(out / name / "ray-warm", options))
+            cold, cold_values = _timed(run, out / name / "ray-cold", options)
+            warm, warm_values = _timed(run, out / name / "ray-warm", options)
+        serial = RayOptions(local_cpus=1, cpus_per_task=1)  # one task at a time: pure overhead
+        with ray_session(serial):
+            run(out / name / "ray1-cold", serial)
+            warm1, warm1_values = _timed(run, out / name / "ray1-warm", serial)
         assert not ray.is_initialized()
-        same = _same(cold_values, values[1]) and _same(warm_values, values[1])
-        best = min(seconds.values())
+        same = all(_same(v, values[1]) for v in (cold_values, warm_values, warm1_values))
         batches = -(-n // batch_size)
         rows.append([name, f"{n} / {batches}", f"{seconds[2]:.1f}", f"{seconds[1]:.1f}",
                      f"{started:.1f}", f"{started + cold:.1f}", f"{warm:.1f}",
-                     f"{warm / best:.2f}×", f"{(warm - best) / batches * 1000:+.0f}",
-                     "yes" if same else "NO"])
+                     f"{min(seconds.values()) / warm:.2f}×", f"{warm1:.1f}",
+                     f"{(warm1 - seconds[1]) / batches * 1000:+.0f}", "yes" if same else "NO"])
     return rows
 
 
@@ -132,14 +139,17 @@ def section(rows: list[list[str]], command: str) -> str:
     from whiteboxdl.viz.report import markdown_table
 
     header = ["workload", "images / batches", "local, 2 threads s", "local, 1 thread s",
-              "Ray start s", "Ray cold s (start incl.)", "Ray warm s", "warm / best local",
-              "warm − best local, ms per batch", "same numbers"]
+              "Ray start s", "Ray cold s (start incl.)", "Ray warm s", "speed-up warm vs best local",
+              "Ray warm, 1 CPU s", "overhead per batch ms (1 CPU vs local 1 thread)",
+              "same numbers"]
     head = ["## Ray: overhead of `--ray` on one machine (issue 20)", "",
             f"- date: {datetime.date.today()}, machine: {platform.machine()} {os.cpu_count()} "
             f"CPU cores, torch {torch.__version__}, ray {ray.__version__}",
             f"- command: `{command}`",
             "- local Ray instance with 2 CPUs, one CPU (one torch thread) per batch task; cold = "
-            "a fresh instance and workers (one `--ray` command), warm = the same instance again",
+            "a fresh instance and workers (one `--ray` command), warm = the same instance again; "
+            "1 CPU = an instance running one task at a time, against the local run with one "
+            "thread: what Ray adds per batch",
             ""]
     return "\n".join(head + [markdown_table(header, rows)]) + "\n"
 
