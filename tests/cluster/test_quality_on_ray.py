@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from whiteboxdl.cli import main
 from whiteboxdl.cluster.quality import evaluate_on_ray
@@ -44,8 +45,6 @@ def reference(mnist_available, cnn10_file, tmp_path_factory) -> Path:
     """The local, single-process run (this process, one torch thread like a 1-CPU task)."""
     if not mnist_available:
         pytest.skip("MNIST cache is empty: run `make test` (it fetches MNIST first)")
-    import torch
-
     run_dir = tmp_path_factory.mktemp("quality") / "local"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,3 +166,32 @@ def test_sweep_fans_the_configurations_out_and_each_equals_its_local_run(ray_clu
                 np.testing.assert_array_equal(got[key], arrays[key], err_msg=f"T={t} {key}")
         scores[t] = load_npz(run / "batches" / "batch_00000.npz")["score/SoftPullback/RandomLogit"]
     assert not np.array_equal(scores[0.3], scores[3])           # the option reached the explainer
+
+
+def test_an_error_in_a_batch_is_raised_as_itself_and_not_retried(ray_cluster, cnn10_file,
+                                                                 tmp_path, capsys):
+    config = replace(_config(cnn10_file), explainers=["Gradient"], metrics=["Infidelity"],
+                     options={"Gradient": {"bogus": 1}})        # refused by the explainer, remotely
+    import ray
+
+    with pytest.raises(ValueError, match="bogus") as raised:
+        evaluate_on_ray(config, tmp_path, RayOptions(ray_cluster), progress=False)
+    assert isinstance(raised.value.__cause__, ray.exceptions.RayTaskError)   # raised in a task
+    assert not _mtimes(tmp_path)
+    assert "retries remaining" not in capsys.readouterr().err
+
+
+def test_a_worker_that_loads_other_weights_stops_the_run(ray_cluster, cnn10_file, tmp_path):
+    """The driver's task (here: other weights than the model file holds) must be what every
+    worker rebuilds from the config; a node that differs is named, nothing is written."""
+    from whiteboxdl.quality.runner import load_task
+
+    config = replace(_config(cnn10_file), explainers=["Gradient"], metrics=["Infidelity"],
+                     options={})
+    task = load_task(config)
+    with torch.no_grad():
+        next(task.model.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="loaded other model weights or images .* every node "
+                                         "must see the same model files and data"):
+        evaluate_on_ray(config, tmp_path, RayOptions(ray_cluster), task=task, progress=False)
+    assert not _mtimes(tmp_path)
