@@ -372,9 +372,8 @@ def load_model_file(path: str | Path) -> LoadedModel:
     if builder.wrap is not None:
         model = builder.wrap(model, kwargs).eval()
     contract = builder.contract(kwargs) if builder.contract is not None else None
-    if contract is not None and contract.class_names is None \
-            and getattr(model, "class_names", None):
-        names = model.class_names
+    names: Optional[Sequence[Any]] = getattr(model, "class_names", None)
+    if contract is not None and contract.class_names is None and names:
         contract = replace(contract, class_names=tuple(str(c) for c in names))
     family = next(f.name for f in _FAMILIES.values() if builder in f.builders)
     return LoadedModel(str(path), family, model, contract, Path(path).stem)
