@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,6 +48,9 @@ from whiteboxdl.runfiles import tensor_digest
 
 #: Tasks a worker process keeps loaded (a sweep's runs share one).
 KEEP_TASKS = 2
+#: Whether the quality runner computes on CUDA (then each task gets a GPU by default). It does not
+#: yet: ``evaluate_batch`` keeps the model and images on the CPU.
+USES_CUDA = False
 _TASKS: OrderedDict[str, Task] = OrderedDict()
 
 
@@ -136,7 +140,10 @@ def evaluate_runs(runs: Sequence[tuple[RunConfig, str | Path]], cluster: RayOpti
         cpus = int(ray.cluster_resources().get("CPU", 0))
         bar = tqdm(total=total, unit="batch", disable=not progress,
                    desc=f"{desc} ({cpus} CPUs)")
-        results = map_tasks(quality_batch, calls, cluster,
+        if cluster.gpus_per_task and not USES_CUDA:
+            warnings.warn(f"{cluster.gpus_per_task:g} GPUs per task are reserved, but the quality "
+                          "runner computes on the CPU: they stay idle", stacklevel=2)
+        results = map_tasks(quality_batch, calls, cluster, uses_cuda=USES_CUDA,
                             name=lambda key: f"quality-batch-{key[1]}")
         with bar, contextlib.closing(results):  # stopped early: the other tasks are cancelled
             for (r, b), arrays in results:
