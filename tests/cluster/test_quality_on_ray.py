@@ -126,7 +126,7 @@ def test_an_interrupted_driver_resumes_without_recomputing(ray_cluster, referenc
         _, err = driver.communicate(timeout=120)
     finally:
         driver.kill()
-    assert driver.returncode == 130, err[-2000:]
+    assert driver.returncode == 130, err[:4000] + "\n...\n" + err[-1000:]
     assert "interrupted; finished work is kept" in err
     finished = _mtimes(out)
     assert 1 <= len(finished) < BATCHES, f"{len(finished)} batches finished before the interrupt"
@@ -195,3 +195,13 @@ def test_a_worker_that_loads_other_weights_stops_the_run(ray_cluster, cnn10_file
                                          "must see the same model files and data"):
         evaluate_on_ray(config, tmp_path, RayOptions(ray_cluster), task=task, progress=False)
     assert not _mtimes(tmp_path)
+
+
+def test_tasks_in_flight_are_bounded_by_what_the_cluster_runs_at_once(ray_cluster):
+    import ray
+
+    from whiteboxdl.cluster.tasks import in_flight_limit
+
+    assert in_flight_limit(ray, {"num_cpus": 1.0, "num_gpus": 0.0}) == 4     # 2 CPUs, twice
+    assert in_flight_limit(ray, {"num_cpus": 2.0, "num_gpus": 0.0}) == 2
+    assert in_flight_limit(ray, {"num_cpus": 1.0, "num_gpus": 1.0}) == 2     # no GPU: at least 2

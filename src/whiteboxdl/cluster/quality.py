@@ -145,7 +145,7 @@ def evaluate_runs(runs: Sequence[tuple[RunConfig, str | Path]], cluster: RayOpti
                           "runner computes on the CPU: they stay idle", stacklevel=2)
         results = map_tasks(quality_batch, calls, cluster, uses_cuda=USES_CUDA,
                             name=lambda key: f"quality-batch-{key[1]}")
-        with bar, contextlib.closing(results):  # stopped early: the other tasks are cancelled
+        with bar, contextlib.closing(results):  # stopped early: nothing more is submitted
             for (r, b), arrays in results:
                 write_batch(runs[r][1], b, arrays)
                 done[r].append(b)

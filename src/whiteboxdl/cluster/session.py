@@ -68,8 +68,7 @@ class RayOptions:
     Parameters
     ----------
     address : where to run (see :func:`parse_address`); ``None`` starts a local instance.
-    cpus_per_task : CPUs each batch task declares (and the torch threads it uses: Ray sets
-        ``OMP_NUM_THREADS`` to it).
+    cpus_per_task : CPUs each batch task declares (and the torch threads it computes with).
     gpus_per_task : GPUs each task declares; ``None`` (auto): one for work that runs on CUDA
         when the cluster has GPUs, else none.
     max_retries : how often Ray re-runs a task whose worker process died (errors raised by the

@@ -1,8 +1,9 @@
 """Ray tasks as they finish, and what a worker process sets up before it computes a batch.
 
 :func:`map_tasks` submits one task per call with the declared resources and Ray's retries, and
-yields the results in the order they finish, so that the driver writes each batch at once. When
-the caller stops early (an error, Ctrl-C) the tasks still queued or running are cancelled.
+yields the results in the order they finish, so that the driver writes each batch at once; it
+keeps only about as many tasks in flight as the cluster runs at once, so that stopping early
+leaves little work behind.
 
 Example
 -------
@@ -37,7 +38,13 @@ def map_tasks(function: Callable[..., Any], calls: Sequence[tuple[K, tuple]],
     worker process is titled ``ray::NAME`` while it runs). A task whose worker process dies is
     re-run up to ``options.max_retries`` times; beyond that :class:`ClusterError`. An exception
     raised by ``function`` is not retried and is raised here as itself (the remote traceback
-    chained to it); every other task is then cancelled.
+    chained to it).
+
+    Tasks are submitted as the cluster can take them (:func:`in_flight_limit`: twice the tasks
+    its resources run at once, re-read as nodes come and go), Ray's pattern for bounding pending
+    work: results never pile up, and when the caller stops early (an error, Ctrl-C) nothing more
+    is submitted and no task is cancelled (cancelling a task that is being handed to a worker
+    can crash Ray's driver): the few in flight finish unseen, or end with the session.
     """
     ray = require_ray()
     if not calls:
@@ -45,16 +52,33 @@ def map_tasks(function: Callable[..., Any], calls: Sequence[tuple[K, tuple]],
     remote = ray.remote(function)
     settings = dict(task_resources(ray, options, uses_cuda), max_retries=options.max_retries,
                     retry_exceptions=False)
-    keys = {remote.options(name=name(key), **settings).remote(*args): key for key, args in calls}
-    pending = list(keys)
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield keys[ref], _result(ray, ref, name(keys[ref]), options)
-    finally:
-        for ref in pending:
-            ray.cancel(ref)  # queued: dropped; running: interrupted, its worker kept
+    queue = list(reversed(calls))
+    keys: dict[Any, K] = {}
+
+    def submit() -> None:
+        limit = in_flight_limit(ray, settings)
+        while queue and len(keys) < limit:
+            key, args = queue.pop()
+            keys[remote.options(name=name(key), **settings).remote(*args)] = key
+
+    submit()
+    while keys:
+        done, _ = ray.wait(list(keys), num_returns=1)
+        for ref in done:
+            key = keys.pop(ref)
+            result = _result(ray, ref, name(key), options)
+            submit()  # before the caller writes this result: the workers stay busy
+            yield key, result
+
+
+def in_flight_limit(ray: Any, settings: dict[str, Any]) -> int:
+    """Twice the tasks of ``settings`` (``num_cpus``, ``num_gpus``) that the cluster's current
+    resources run at once, and at least 2."""
+    have = ray.cluster_resources()
+    slots = [have.get("CPU", 0) / settings["num_cpus"]]
+    if settings["num_gpus"]:
+        slots.append(have.get("GPU", 0) / settings["num_gpus"])
+    return max(2, 2 * int(min(slots)))
 
 
 def _result(ray: Any, ref: Any, what: str, options: RayOptions) -> Any:
@@ -77,9 +101,15 @@ _SET_UP = False
 
 
 def setup_worker() -> None:
-    """Once per worker process: the allocator setting of the command line
-    (:func:`whiteboxdl.runtime.keep_freed_memory`), since the work runs here, not in the driver."""
+    """Before each task: torch threads = the task's CPUs (Ray's ``OMP_NUM_THREADS`` is set once
+    per worker process, and rounds fractions), and once per process the allocator setting of the
+    command line (:func:`whiteboxdl.runtime.keep_freed_memory`), since the work runs here."""
     global _SET_UP
+    import torch
+
+    cpus = require_ray().get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        torch.set_num_threads(max(1, int(cpus)))
     if not _SET_UP:
         from whiteboxdl.runtime import keep_freed_memory
 

@@ -511,7 +511,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
 @contextlib.contextmanager
 def _closing(iterator: Iterator) -> Iterator[None]:
     """Close a generator at once when the loop over it stops early (an error, Ctrl-C), so that an
-    executor can cancel the work it started."""
+    executor stops starting work."""
     try:
         yield
     finally:
