@@ -28,9 +28,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pullback settings (defaults: the paper's)")
     group.add_argument("--rules", default=None,
                        help=f"comma-separated rules or 'all' (registered: "
-                            f"{', '.join(rule_names())}; default: relu,maxpool)")
+                            f"{', '.join(rule_names())}; default: relu,maxpool,relu6)")
     group.add_argument("--gate", choices=("sigmoid", "normal"), default=None,
-                       help="ReLU gate: sigmoid(z/T) (paper) or normal CDF (later revision)")
+                       help="ReLU-family gate: sigmoid(z/T) (paper) or normal CDF (later revision)")
     group.add_argument("--unhandled", choices=UNHANDLED_MODES, default=None,
                        help="nonlinearities without an active rule: warn (default), ignore, error")
     for name, option in options().items():

@@ -1,5 +1,5 @@
-"""The built-in backward rules, registered on import: ReLU, max-pool, SiLU, GELU, LayerNorm and
-attention (the paper's and the later revision's).
+"""The built-in backward rules, registered on import: ReLU, ReLU6/hardtanh, max-pool, SiLU, GELU,
+LayerNorm and attention (the paper's, the later revision's, and the clipped-ReLU extension).
 
 Each is one :class:`~whiteboxdl.pullbacks.registry.Rule` record: the ops it catches, its handler
 (built on the autograd Functions of :mod:`whiteboxdl.pullbacks.gates`), its options and an
@@ -8,8 +8,8 @@ example with an analytic reference that the test suite checks in float64.
 Example
 -------
 >>> from whiteboxdl.pullbacks.registry import rule_names
->>> rule_names()[:2]
-('relu', 'maxpool')
+>>> rule_names()[:3]
+('relu', 'maxpool', 'relu6')
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from whiteboxdl.pullbacks._compat import original_op, without_own_dispatch
-from whiteboxdl.pullbacks.gates import (MAXPOOL_RULES, ConstantStatsLayerNorm,
+from whiteboxdl.pullbacks.gates import (MAXPOOL_RULES, ClippedGate, ConstantStatsLayerNorm,
                                         ConstantWeightsAttention, PoolGeometry, SoftMaxPool,
                                         normal_gate, sigmoid_gate)
 from whiteboxdl.pullbacks.registry import (Rule, RuleExample, choice_option, elementwise_rule,
@@ -164,6 +164,47 @@ MAXPOOL = register_rule(Rule(
                         _pool_reference, _pool_hot_limit)))
 
 
+# ----------------------------------------------------------------------------- ReLU6 / hardtanh
+#: Every clipped-ReLU spelling -> (argument names, fixed (lo, hi) or None, always in place).
+#: ``nn.ReLU6`` and ``nn.Hardtanh`` call ``F.hardtanh``; ``F.hardtanh_`` is ``torch._C._nn.hardtanh_``.
+_CLIPPED: dict[object, tuple[tuple[str, ...], Optional[tuple[float, float]], bool]] = {
+    F.relu6: (("input", "inplace"), (0.0, 6.0), False),
+    F.hardtanh: (("input", "min_val", "max_val", "inplace"), None, False),
+    torch._C._nn.relu6: (("input",), (0.0, 6.0), False),
+    torch._C._nn.relu6_: (("input",), (0.0, 6.0), True),
+    torch._C._nn.hardtanh: (("input", "min_val", "max_val"), None, False),
+    torch._C._nn.hardtanh_: (("input", "min_val", "max_val"), None, True),
+}
+
+
+def _clipped_relu(mode, func, args, kwargs):
+    names, fixed, always_inplace = _CLIPPED[func]
+    bound = bind(names, args, kwargs)
+    lo, hi = fixed or (float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0)))
+    inplace = always_inplace or bool(bound.get("inplace", False))
+    return mode.activation(func, args, kwargs, inplace, ClippedGate(mode.gate, lo, hi),
+                           mode.settings.relu6_temperature)
+
+
+_CLIPPED_LO, _CLIPPED_HI = -0.3, 0.2          # the example: hardtanh(z, -0.3, 0.2)
+
+
+def _clipped_reference(inputs, grad, T):
+    z = inputs[0]
+    return (grad * (torch.sigmoid((z - _CLIPPED_LO) / T) - torch.sigmoid((z - _CLIPPED_HI) / T)),)
+
+
+RELU6 = register_rule(Rule(
+    "relu6", tuple(_CLIPPED), _clipped_relu,
+    (temperature_option("relu6_temperature", 1.0,
+                        "ReLU6 / hardtanh gate temperature T (measured on EfficientNet-Lite0)"),),
+    recompute=True, default=True,
+    description="ReLU6 and hardtanh(lo, hi): grad * (g((z - lo)/T) - g((z - hi)/T)), the soft "
+                "gate of relu(z - lo) - relu(z - hi) (g = sigmoid or normal CDF)",
+    example=RuleExample(_randn(6, 7), lambda z: F.hardtanh(z, _CLIPPED_LO, _CLIPPED_HI),
+                        _clipped_reference, lambda inputs, grad: (torch.zeros_like(grad),))))
+
+
 # ----------------------------------------------------------------------------- SiLU, GELU
 SILU = register_rule(elementwise_rule(
     "silu", (F.silu,), "silu_temperature", 1.6, sigmoid_gate, inplace_arg=1,
@@ -301,5 +342,5 @@ ATTENTION = register_rule(Rule(
                         lambda inputs, grad: _attention_reference(inputs, grad, None),
                         cold_is_vanilla=False)))
 
-__all__ = ["RELU", "MAXPOOL", "SILU", "GELU", "LAYERNORM", "ATTENTION", "POOL_DIMS", "bind",
+__all__ = ["RELU", "RELU6", "MAXPOOL", "SILU", "GELU", "LAYERNORM", "ATTENTION", "POOL_DIMS", "bind",
            "first_arg", "wants_grad"]
