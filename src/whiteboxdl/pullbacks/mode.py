@@ -73,7 +73,7 @@ class ExcitationPullbacks(TorchFunctionMode):
             handlers[F.batch_norm] = _batch_norm
             handlers.update({f: _add for f in (torch.add, torch.Tensor.add, torch.Tensor.add_)})
         for rule in active:
-            handlers.update({op: rule.handler for op in rule.ops})
+            handlers.update({op: rule.handler for op in rule.ops + rule.companion_ops})
         if self.settings.unhandled != "ignore":
             for op, advice in unruled_ops(active).items():
                 handlers.setdefault(op, _Unhandled(op_name(op), advice))

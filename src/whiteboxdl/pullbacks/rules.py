@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Optional
 
 import torch
@@ -274,47 +275,102 @@ def _mha(mode, func, args, kwargs):
         return without_own_dispatch(func)(*args, **kwargs)
 
 
-class _WeightsConstantBmm(torch.autograd.Function):
-    """``bmm(A, v)`` (original forward) whose backward treats ``A`` as the constant ``A_T``."""
+# Attention written out by hand (timm's non-fused path, MHA's explicit-weights path):
+# ``w = softmax(scores, dim=-1)`` ... ``w @ v``. While the rule is active, a softmax over the
+# last dimension tags its output; a matmul whose LEFT operand is such an output (the same tensor,
+# not changed in place since, from this context) contracts over the normalised dimension, i.e.
+# it is ``weights @ values``: its backward treats the weights as constants (softened by T), so the
+# gradient flows through the values only. Every other softmax and matmul runs untouched.
+_SOFTMAX_OPS = (F.softmax, torch.softmax, torch.Tensor.softmax)
+_MATMUL_OPS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm,
+               torch.Tensor.bmm)
+_WEIGHTS_TAG = "_whiteboxdl_attention_weights"
+
+
+def _softmax(mode, func, args, kwargs):
+    out = func(*args, **kwargs)
+    if not isinstance(out, Tensor) or out.ndim < 2 or not wants_grad(out):
+        return out
+    b = bind(("input", "dim"), args, kwargs)
+    dim = b.get("dim")
+    if not isinstance(dim, int) or dim % out.ndim != out.ndim - 1:
+        return out
+    temperature = mode.settings.attention_temperature
+    soft = None if temperature == 1.0 else \
+        torch.softmax(b["input"].detach() / temperature, dim=-1, dtype=out.dtype)
+    setattr(out, _WEIGHTS_TAG, (weakref.ref(mode), out._version, soft))
+    return out
+
+
+def attention_weights_of(mode, tensor: object) -> Optional[Tensor]:
+    """The constant (softened) weights if ``tensor`` is a softmax output tagged by ``mode``
+    and unchanged since, else ``None``."""
+    tag = getattr(tensor, _WEIGHTS_TAG, None) if isinstance(tensor, Tensor) else None
+    if tag is None or tag[0]() is not mode or tag[1] != tensor._version:
+        return None
+    return tag[2] if tag[2] is not None else tensor.detach()
+
+
+def _matmul(mode, func, args, kwargs):
+    if len(args) != 2 or kwargs or not all(isinstance(a, Tensor) for a in args) \
+            or not wants_grad(*args):
+        return func(*args, **kwargs)
+    weights, values = args
+    soft = attention_weights_of(mode, weights)
+    if soft is None:
+        return func(*args)
+    return WeightsConstantMatmul.apply(weights, values, soft, func)
+
+
+def _dropout(mode, func, args, kwargs):
+    b = bind(("input", "p", "training", "inplace"), args, kwargs)
+    if attention_weights_of(mode, b["input"]) is not None and b.get("p", 0.5) > 0 \
+            and b.get("training", True):
+        raise ValueError("the attention rule needs attention dropout off (call model.eval())")
+    return func(*args, **kwargs)
+
+
+class WeightsConstantMatmul(torch.autograd.Function):
+    """``op(weights, v)`` (the original matmul/bmm) whose backward treats ``weights`` as the
+    constant ``soft``: ``v`` gets ``soft^T @ grad`` (summed over broadcast dimensions), the
+    weights nothing."""
 
     @staticmethod
-    def forward(ctx, weights, v, soft_weights):  # type: ignore[override]
-        out = original_op(lambda: torch.bmm(weights, v))
-        ctx.save_for_backward(soft_weights)
+    def forward(ctx, weights, v, soft, op):  # type: ignore[override]
+        out = original_op(lambda: op(weights, v))
+        ctx.save_for_backward(soft)
+        ctx.v_shape = v.shape
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (soft,) = ctx.saved_tensors
-        return None, soft.transpose(-2, -1) @ grad, None
+        shape = ctx.v_shape
+        if len(shape) == 1:                                  # weights @ vector
+            grad_v = (soft * grad.unsqueeze(-1)).reshape(-1, shape[0]).sum(0)
+        else:
+            grad_v = soft.transpose(-2, -1).to(grad.dtype) @ grad
+            grad_v = grad_v.sum_to_size(shape) if grad_v.shape != shape else grad_v
+        return None, grad_v, None, None
 
 
 class _MultiheadAttentionWeights(TorchFunctionMode):
-    """Active only inside ``F.multi_head_attention_forward``: the explicit-weights path computes
-    ``softmax(scores)`` then ``bmm(weights, v)``; the weights become constants (softened by T)."""
+    """Active only inside ``F.multi_head_attention_forward``: its explicit-weights path computes
+    ``softmax(scores)`` then ``bmm(weights, v)``, handled by the rules above."""
 
     def __init__(self, outer):
         super().__init__()
         self.outer = outer
-        self.soft: dict[int, tuple[Tensor, Tensor]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             return _sdpa(self.outer, func, args, kwargs)
-        if func is F.dropout and (args[1] if len(args) > 1 else kwargs.get("p", 0.5)) > 0 \
-                and (args[2] if len(args) > 2 else kwargs.get("training", True)):
-            raise ValueError("the attention rule needs attention dropout off (call model.eval())")
-        out = func(*args, **kwargs)
-        if func is F.softmax:
-            scores = args[0] if args else kwargs["input"]
-            temperature = self.outer.settings.attention_temperature
-            soft = out if temperature == 1.0 else torch.softmax(scores / temperature, dim=-1)
-            self.soft[id(out)] = (out, soft.detach())
-        elif func is torch.bmm and args and id(args[0]) in self.soft \
-                and self.soft[id(args[0])][0] is args[0]:
-            return _WeightsConstantBmm.apply(args[0], args[1], self.soft[id(args[0])][1])
-        return out
+        for ops, handler in ((_SOFTMAX_OPS, _softmax), (_MATMUL_OPS, _matmul),
+                             ((F.dropout,), _dropout)):
+            if any(func is op for op in ops):
+                return handler(self.outer, func, args, kwargs)
+        return func(*args, **kwargs)
 
 
 def _attention_inputs(generator: torch.Generator) -> tuple[Tensor, ...]:
@@ -331,16 +387,21 @@ def _attention_reference(inputs, grad, T: Optional[float]):
     return torch.zeros_like(q), torch.zeros_like(k), weights.transpose(-2, -1) @ grad
 
 
+_ATTENTION_HANDLERS = {F.scaled_dot_product_attention: _sdpa, F.multi_head_attention_forward: _mha,
+                       F.dropout: _dropout, **{op: _softmax for op in _SOFTMAX_OPS},
+                       **{op: _matmul for op in _MATMUL_OPS}}
+
 ATTENTION = register_rule(Rule(
     "attention", (F.scaled_dot_product_attention, F.multi_head_attention_forward),
-    lambda mode, func, args, kwargs: (_mha if func is F.multi_head_attention_forward
-                                      else _sdpa)(mode, func, args, kwargs),
+    lambda mode, func, args, kwargs: _ATTENTION_HANDLERS[func](mode, func, args, kwargs),
     (temperature_option("attention_temperature", 1.0, "softening of the attention weights"),),
-    description="attention: weights softened by T and constant in backward (later revision); "
-                "the gradient flows through the values",
+    description="attention (fused scaled_dot_product_attention, nn.MultiheadAttention, and "
+                "softmax(scores, -1) @ v written out): weights softened by T and constant in "
+                "backward (later revision); the gradient flows through the values",
     example=RuleExample(_attention_inputs, F.scaled_dot_product_attention, _attention_reference,
                         lambda inputs, grad: _attention_reference(inputs, grad, None),
-                        cold_is_vanilla=False)))
+                        cold_is_vanilla=False),
+    companion_ops=(*_SOFTMAX_OPS, *_MATMUL_OPS, F.dropout)))
 
 __all__ = ["RELU", "RELU6", "MAXPOOL", "SILU", "GELU", "LAYERNORM", "ATTENTION", "POOL_DIMS", "bind",
            "first_arg", "wants_grad"]
