@@ -87,7 +87,7 @@ class ClippedGate:
             raise ValueError(f"hardtanh needs min_val <= max_val, got {lo} > {hi}")
         self.base, self.lo, self.hi = base, float(lo), float(hi)
 
-    def __call__(self, z: Tensor, temperature: float) -> Tensor:
+    def __call__(self, z: Tensor, temperature: float | Tensor) -> Tensor:
         if self.base is sigmoid_gate:
             return self.gated_grad(z, temperature, torch.ones_like(z), False)
         if self.base is normal_gate:
@@ -101,12 +101,17 @@ class ClippedGate:
         ndtr = torch.special.ndtr
         return torch.where(upper, ndtr(-b) - ndtr(-a), ndtr(a) - ndtr(b))
 
-    def gated_grad(self, z: Tensor, temperature: float, grad: Tensor, reuse_z: bool) -> Tensor:
-        """``grad * gate(z, T)``. Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) *
+    def gated_grad(self, z: Tensor, temperature: float | Tensor, grad: Tensor,
+                   reuse_z: bool) -> Tensor:
+        """``grad * gate(z, T)`` (``T`` a number, or a tensor broadcasting against ``z``). Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) *
         sigmoid(x) * sigmoid(d - x)`` with ``x = (z - lo)/T``, ``d = (hi - lo)/T``: two fused
         softplus-derivative passes, no cancellation. ``reuse_z``: ``z`` is a temporary."""
         if self.base is not sigmoid_gate:
             return self(z, temperature).mul_(grad)
+        if isinstance(temperature, Tensor):                  # per-channel temperatures
+            a, d = (z - self.lo) / temperature, (self.hi - self.lo) / temperature
+            return torch.sigmoid(d - a).mul_(torch.sigmoid(a)).mul_(torch.expm1(-d).neg_()) \
+                .mul_(grad)
         beta, threshold = 1.0 / temperature, 40.0
         own = reuse_z and z.shape == grad.shape and z.dtype == grad.dtype
         if own:                                  # z is a temporary: shift it in place

@@ -27,6 +27,7 @@ from whiteboxdl.pullbacks._compat import original_op, without_own_dispatch
 from whiteboxdl.pullbacks.gates import (MAXPOOL_RULES, ClippedGate, ConstantStatsLayerNorm,
                                         ConstantWeightsAttention, PoolGeometry, SoftMaxPool,
                                         normal_gate, sigmoid_gate)
+from whiteboxdl.pullbacks.recipes import BatchNormTerm, recipe_of
 from whiteboxdl.pullbacks.registry import (Rule, RuleExample, choice_option, elementwise_rule,
                                            is_inplace_call, register_rule, temperature_option)
 
@@ -178,13 +179,37 @@ _CLIPPED: dict[object, tuple[tuple[str, ...], Optional[tuple[float, float]], boo
 }
 
 
+#: ``relu6_scale``: one temperature for every channel, or T times each channel's spread.
+RELU6_SCALES = ("fixed", "channel")
+
+
+def channel_temperature(z: Tensor, temperature: float) -> float | Tensor:
+    """``temperature`` times the spread of each channel (dim 1) of ``z`` when ``z`` is an
+    eval-mode BatchNorm output (its recipe): ``|weight| * sqrt(var / (var + eps))``, the standard
+    deviation of ``z`` over the data BatchNorm was trained on. Else ``temperature`` unchanged."""
+    recipe = recipe_of(z)
+    if recipe is None or len(recipe.terms) != 1 or not isinstance(recipe.terms[0], BatchNormTerm):
+        return temperature
+    term, tensors = recipe.terms[0], recipe.tensors
+    var = tensors[2].detach()
+    spread = torch.sqrt(var / (var + term.eps))
+    if term.has_weight:
+        spread = spread * tensors[3].detach().abs()
+    shape = (1, -1) + (1,) * (z.ndim - 2)
+    return (temperature * spread.clamp_min(1e-6)).to(z.dtype).view(shape)
+
+
 def _clipped_relu(mode, func, args, kwargs):
     names, fixed, always_inplace = _CLIPPED[func]
     bound = bind(names, args, kwargs)
     lo, hi = fixed or (float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0)))
     inplace = always_inplace or bool(bound.get("inplace", False))
+    temperature = mode.settings.relu6_temperature
+    if mode.settings.relu6_scale == "channel" and isinstance(bound.get("input"), Tensor) \
+            and bound["input"].ndim >= 2:
+        temperature = channel_temperature(bound["input"], temperature)
     return mode.activation(func, args, kwargs, inplace, ClippedGate(mode.gate, lo, hi),
-                           mode.settings.relu6_temperature)
+                           temperature)
 
 
 _CLIPPED_LO, _CLIPPED_HI = -0.3, 0.2          # the example: hardtanh(z, -0.3, 0.2)
@@ -198,7 +223,10 @@ def _clipped_reference(inputs, grad, T):
 RELU6 = register_rule(Rule(
     "relu6", tuple(_CLIPPED), _clipped_relu,
     (temperature_option("relu6_temperature", 1.0,
-                        "ReLU6 / hardtanh gate temperature T (measured on EfficientNet-Lite0)"),),
+                        "ReLU6 / hardtanh gate temperature T (measured on EfficientNet-Lite0)"),
+     choice_option("relu6_scale", "fixed", RELU6_SCALES,
+                   "fixed: one T for every channel; channel: T times each channel's "
+                   "pre-activation spread (from its BatchNorm: |weight| sqrt(var/(var+eps)))")),
     recompute=True, default=True,
     description="ReLU6 and hardtanh(lo, hi): grad * (g((z - lo)/T) - g((z - hi)/T)), the soft "
                 "gate of relu(z - lo) - relu(z - hi) (g = sigmoid or normal CDF)",
