@@ -2,16 +2,18 @@
 
 For each EfficientNet-Lite variant, ``--n`` images of the labelled ImageNet sample (drawn with
 seed 0), target = label, inputs in [-1, 1]: SoftPullback (one pullback) and PullbackAscent (K=5,
-alpha=20, not clamped) at every temperature of ``--temperatures``, with the temperature fixed
+alpha=20, not clamped) at the temperatures asked for, with the temperature fixed
 (``relu6_scale="fixed"``) or relative to each channel's pre-activation spread
-(``relu6_scale="channel"``), against Gradient and GradientAscent. Metrics: the project's
+(``relu6_scale="channel"``), against Gradient and GradientAscent. ``--shard i/N`` splits the
+images over processes; ``--merge`` writes the table of all shards. Metrics: the project's
 ``whiteboxdl.quality.metrics.infidelity`` (noise patches 112 and 56 px, 5 repeats each) and
 ``faithfulness_correlation`` (16 patches of 56², baseline 0); every explainer meets the same
 perturbations (common random numbers), so differences are paired. Perturbed logits do not depend
 on the explainer and are computed once (cached by the bytes of the perturbed batch).
 
 Usage: nice python benchmarks/relu6_temperature.py [--models efficientnet_lite0] [--n 64]
-       [--temperatures 0.1 0.3 1 2 3 5 10] [--scales fixed channel] [--out runs/relu6-sweep]
+       [--soft T ...] [--ascent T ...] [--channel-soft T ...] [--channel-ascent T ...]
+       [--shard i/N] --out runs/relu6-sweep;  then  --merge --out runs/relu6-sweep
 """
 
 from __future__ import annotations
@@ -61,14 +63,14 @@ class CachedLogits(nn.Module):
         return self.cache[key]
 
 
-def explainers(temperatures, scales):
+def explainers(plan: dict[str, list[float]]):
+    """``(label, registry name, options)``: the baselines, then the plan's pullbacks."""
     yield "Gradient", "Gradient", {}
     yield "GradientAscent", "GradientAscent", {}
-    for scale in scales:
+    for key, temperatures in plan.items():
+        name, scale = key.split("/")
         for T in temperatures:
-            for name in ("SoftPullback", "PullbackAscent"):
-                yield f"{name} {scale} T={T:g}", name, {"relu6_temperature": T,
-                                                        "relu6_scale": scale}
+            yield f"{name} {scale} T={T:g}", name, {"relu6_temperature": T, "relu6_scale": scale}
 
 
 def score(model, x, y, explainer, batch: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -84,53 +86,87 @@ def score(model, x, y, explainer, batch: int) -> tuple[np.ndarray, np.ndarray, f
     return torch.cat(infid).numpy(), torch.cat(fc).numpy(), seconds
 
 
+def summarise(scores: dict[str, dict[str, list[float]]], model_name: str) -> list[list[str]]:
+    base = np.asarray(scores["Gradient"]["infidelity"])
+    rows = []
+    for label, values in scores.items():
+        infid, fc = np.asarray(values["infidelity"]), np.asarray(values["faithfulness_correlation"])
+        rows.append([model_name, label, str(len(infid)), f"{np.mean(infid):.3g}",
+                     f"{np.median(infid):.3g}", f"{100 * np.mean(infid < base):.0f}%",
+                     f"{np.nanmean(fc):.3f}", f"{values.get('seconds', 0) / len(infid):.2f}"])
+    return rows
+
+
+HEADER = ["model", "explainer", "images", "infidelity mean ↓", "infidelity median ↓",
+          "images with lower infidelity than Gradient", "faithfulness corr. mean ↑",
+          "s / image (attribution)"]
+
+
+def merge(out: Path) -> str:
+    """One table from every shard file in ``out`` (``MODEL-shard-I-of-N.json``)."""
+    merged: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for path in sorted(out.glob("*-shard-*.json")):
+        model_name = path.name.split("-shard-")[0]
+        for label, values in json.loads(path.read_text()).items():
+            entry = merged.setdefault(model_name, {}).setdefault(
+                label, {"infidelity": [], "faithfulness_correlation": [], "seconds": 0.0})
+            entry["infidelity"] += values["infidelity"]
+            entry["faithfulness_correlation"] += values["faithfulness_correlation"]
+            entry["seconds"] += values.get("seconds", 0.0)
+    table = [row for name, scores in merged.items() for row in summarise(scores, name)]
+    return markdown_table(HEADER, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "imagenet-sample"))
     parser.add_argument("--models", nargs="+", default=["efficientnet_lite0"])
     parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--temperatures", type=float, nargs="+",
-                        default=[0.1, 0.3, 0.6, 1.0, 2.0, 3.0, 5.0, 10.0])
-    parser.add_argument("--scales", nargs="+", default=["fixed", "channel"])
+    parser.add_argument("--soft", type=float, nargs="*", default=[0.1, 0.3, 0.6, 1, 2, 3, 5, 10],
+                        help="SoftPullback temperatures, fixed scale")
+    parser.add_argument("--ascent", type=float, nargs="*", default=[0.3, 1, 2, 3],
+                        help="PullbackAscent temperatures, fixed scale")
+    parser.add_argument("--channel-soft", type=float, nargs="*", default=[0.3, 1, 2, 3])
+    parser.add_argument("--channel-ascent", type=float, nargs="*", default=[1, 2])
+    parser.add_argument("--shard", default="0/1", help="i/N: every N-th image from the i-th")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/relu6-sweep")
+    parser.add_argument("--merge", action="store_true", help="only merge the shards in --out")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    rows = read_labels_csv(args.data)
-    pick = np.sort(np.random.default_rng(0).choice(len(rows), args.n, replace=False))
     out = Path(args.out)
+    if args.merge:
+        text = merge(out)
+        (out / "table.md").write_text(text)
+        print(text)
+        return
+    torch.set_num_threads(args.threads)
+    i, n_shards = (int(v) for v in args.shard.split("/"))
+    rows = read_labels_csv(args.data)
+    pick = np.sort(np.random.default_rng(0).choice(len(rows), args.n, replace=False))[i::n_shards]
+    plan = {"SoftPullback/fixed": args.soft, "PullbackAscent/fixed": args.ascent,
+            "SoftPullback/channel": args.channel_soft,
+            "PullbackAscent/channel": args.channel_ascent}
     out.mkdir(parents=True, exist_ok=True)
-    table = []
+    print(f"{len(pick)} images of {args.data} (seed 0, shard {args.shard}); torch "
+          f"{torch.__version__}, {args.threads} thread(s), {platform.machine()}, "
+          f"{datetime.date.today()}", flush=True)
     for model_name in args.models:
         loaded = resolve_model(model_name)
         model = CachedLogits(loaded.model.eval())
         for p in model.parameters():
             p.requires_grad_(False)
-        x = torch.cat([loaded.contract.load(rows[i][0]) for i in pick])
-        y = torch.tensor([rows[i][1] for i in pick])
-        scores = {}
-        base = None
-        for label, name, options in explainers(args.temperatures, args.scales):
+        x = torch.cat([loaded.contract.load(rows[j][0]) for j in pick])
+        y = torch.tensor([rows[j][1] for j in pick])
+        scores: dict[str, dict] = {}
+        for label, name, options in explainers(plan):
             explainer = get_explainer(name, domain=DOMAIN, **options)
             infid, fc, seconds = score(model, x, y, explainer, args.batch)
-            scores[label] = {"infidelity": infid.tolist(), "faithfulness_correlation": fc.tolist()}
-            if name == "Gradient":
-                base = infid
-            better = float(np.mean(infid < base))
-            table.append([model_name, label, f"{np.mean(infid):.3g}", f"{np.median(infid):.3g}",
-                          f"{100 * better:.0f}%", f"{np.nanmean(fc):.3f}",
-                          f"{seconds / len(y):.2f}"])
-            print(" | ".join(table[-1]), flush=True)
-            (out / f"{model_name}.json").write_text(json.dumps(scores))
-    header = ["model", "explainer", "infidelity mean ↓", "infidelity median ↓",
-              "images with lower infidelity than Gradient", "faithfulness corr. ↑",
-              "s / image (attribution)"]
-    text = (f"{args.n} images of {args.data} (seed 0), targets = labels; torch {torch.__version__}, "
-            f"{args.threads} thread(s), {platform.machine()}, {datetime.date.today()}\n\n"
-            + markdown_table(header, table))
-    (out / "table.md").write_text(text)
-    print("\n" + text)
+            scores[label] = {"infidelity": infid.tolist(), "faithfulness_correlation": fc.tolist(),
+                             "seconds": seconds, "images": pick.tolist()}
+            print(" | ".join(summarise({"Gradient": scores["Gradient"], label: scores[label]},
+                                       model_name)[-1]), flush=True)
+            (out / f"{model_name}-shard-{i}-of-{n_shards}.json").write_text(json.dumps(scores))
 
 
 if __name__ == "__main__":

@@ -206,3 +206,26 @@ def test_bad_bounds_are_a_value_error():
     with pytest.raises(ValueError, match="min_val"):
         with excitation_pullbacks():
             F.hardtanh(torch.randn(3, requires_grad=True), 2.0, 1.0)
+
+
+def test_channel_scale_uses_each_channels_batchnorm_spread():
+    """``relu6_scale="channel"``: T_c = T * |weight_c| * sqrt(var_c / (var_c + eps)), the spread
+    of the pre-activation; a ReLU6 not fed by a BatchNorm keeps the fixed T."""
+    torch.manual_seed(3)
+    bn = _randomise_bn(nn.BatchNorm2d(4)).double()
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    T = 0.8
+    with excitation_pullbacks(relu6_scale="channel", relu6_temperature=T):
+        (got,) = torch.autograd.grad(F.relu6(bn(x)).sum(), x)
+    with torch.no_grad():
+        z = _bn(bn, x)
+        var, w = bn.running_var.view(1, -1, 1, 1), bn.weight.view(1, -1, 1, 1)
+        spread = w.abs() * (var / (var + bn.eps)).sqrt()
+    scale = w / (var + bn.eps).sqrt()                      # dz/dx of the BatchNorm
+    torch.testing.assert_close(got, _sigmoid_gate(z, 0, 6, T * spread) * scale, rtol=1e-10,
+                               atol=1e-13)
+    z0, grad = _z(4), torch.ones(400, dtype=torch.float64)
+    _, plain = _run(F.relu6, False, z0, grad, relu6_scale="channel", relu6_temperature=T)
+    torch.testing.assert_close(plain, _sigmoid_gate(z0, 0, 6, T), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="relu6_scale"):
+        excitation_pullbacks(relu6_scale="per-pixel")

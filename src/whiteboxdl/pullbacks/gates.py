@@ -103,9 +103,11 @@ class ClippedGate:
 
     def gated_grad(self, z: Tensor, temperature: float | Tensor, grad: Tensor,
                    reuse_z: bool) -> Tensor:
-        """``grad * gate(z, T)`` (``T`` a number, or a tensor broadcasting against ``z``). Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) *
-        sigmoid(x) * sigmoid(d - x)`` with ``x = (z - lo)/T``, ``d = (hi - lo)/T``: two fused
-        softplus-derivative passes, no cancellation. ``reuse_z``: ``z`` is a temporary."""
+        """``grad * gate(z, T)`` (``T`` a number, or a tensor broadcasting against ``z``).
+
+        Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) * sigmoid(x) * sigmoid(d - x)`` with
+        ``x = (z - lo)/T``, ``d = (hi - lo)/T``: two fused softplus-derivative passes, no
+        cancellation. ``reuse_z``: ``z`` is a temporary that may be overwritten."""
         if self.base is not sigmoid_gate:
             return self(z, temperature).mul_(grad)
         if isinstance(temperature, Tensor):                  # per-channel temperatures

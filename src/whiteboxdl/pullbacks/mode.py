@@ -167,8 +167,9 @@ def excitation_pullbacks(settings: Optional[PullbackSettings] = None,
     **options : any of its keywords, applied on top: ``temperature`` (ReLU gate, 0.3),
         ``gate`` (``"sigmoid"`` or ``"normal"``), ``maxpool_temperature``, ``maxpool_rule``
         (``"smoothmax"`` or ``"detached"``), ``rules`` (names from the registry, ``"all"``;
-        default ``("relu", "maxpool", "relu6")``), ``relu6_temperature``, ``silu_temperature``, ``gelu_temperature``,
-        ``attention_temperature``, ``recompute``, ``unhandled`` (``"warn"``, ``"ignore"``,
+        default ``("relu", "maxpool", "relu6")``), ``relu6_temperature``, ``relu6_scale``,
+        ``silu_temperature``, ``gelu_temperature``, ``attention_temperature``, ``recompute``,
+        ``unhandled`` (``"warn"``, ``"ignore"``,
         ``"error"``), and every option of a rule registered later.
 
     Example

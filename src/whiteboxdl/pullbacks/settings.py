@@ -65,7 +65,8 @@ class PullbackSettings:
     unhandled : a known nonlinearity that runs without an active rule ``"warn"``\\ s once per
         context (default), is ``"ignore"``\\ d or raises (``"error"``).
     **options : every registered rule's options, e.g. ``temperature`` (ReLU, 0.3),
-        ``relu6_temperature``, ``maxpool_temperature`` (0.3), ``maxpool_rule`` (``"smoothmax"`` or ``"detached"``),
+        ``relu6_temperature``, ``relu6_scale`` (``"fixed"`` or ``"channel"``),
+        ``maxpool_temperature`` (0.3), ``maxpool_rule`` (``"smoothmax"`` or ``"detached"``),
         ``silu_temperature`` (1.6), ``gelu_temperature`` (1.0), ``attention_temperature`` (1.0);
         :meth:`keywords` lists them all.
     """
