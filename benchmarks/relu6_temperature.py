@@ -38,6 +38,7 @@ from whiteboxdl.data.imagenet import read_labels_csv  # noqa: E402
 from whiteboxdl.models.registry import resolve_model  # noqa: E402
 from whiteboxdl.quality.explainers import get_explainer  # noqa: E402
 from whiteboxdl.quality.metrics import faithfulness_correlation, infidelity  # noqa: E402
+from whiteboxdl.quality.stats import paired_bootstrap  # noqa: E402
 from whiteboxdl.viz.report import markdown_table  # noqa: E402
 
 DOMAIN = (-1.0, 1.0)
@@ -63,10 +64,10 @@ class CachedLogits(nn.Module):
         return self.cache[key]
 
 
-def explainers(plan: dict[str, list[float]]):
+def explainers(plan: dict[str, list[float]], baselines=("Gradient", "GradientAscent")):
     """``(label, registry name, options)``: the baselines, then the plan's pullbacks."""
-    yield "Gradient", "Gradient", {}
-    yield "GradientAscent", "GradientAscent", {}
+    for name in dict.fromkeys(("Gradient", *baselines)):      # Gradient: the reference
+        yield name, name, {}
     for key, temperatures in plan.items():
         name, scale = key.split("/")
         for T in temperatures:
@@ -87,19 +88,28 @@ def score(model, x, y, explainer, batch: int) -> tuple[np.ndarray, np.ndarray, f
 
 
 def summarise(scores: dict[str, dict[str, list[float]]], model_name: str) -> list[list[str]]:
+    """One row per explainer: means, medians, and paired comparisons with Gradient (bootstrap
+    over images: the geometric-mean infidelity ratio, the faithfulness-correlation difference)."""
     base = np.asarray(scores["Gradient"]["infidelity"])
+    base_fc = np.asarray(scores["Gradient"]["faithfulness_correlation"])
     rows = []
     for label, values in scores.items():
         infid, fc = np.asarray(values["infidelity"]), np.asarray(values["faithfulness_correlation"])
+        ratio = paired_bootstrap(np.log10(infid), np.log10(base))
+        delta = paired_bootstrap(fc, base_fc)
         rows.append([model_name, label, str(len(infid)), f"{np.mean(infid):.3g}",
-                     f"{np.median(infid):.3g}", f"{100 * np.mean(infid < base):.0f}%",
-                     f"{np.nanmean(fc):.3f}", f"{values.get('seconds', 0) / len(infid):.2f}"])
+                     f"{np.median(infid):.3g}",
+                     f"{10 ** ratio.mean:.2f} [{10 ** ratio.low:.2f}, {10 ** ratio.high:.2f}]",
+                     f"{100 * np.mean(infid < base):.0f}%", f"{np.nanmean(fc):.3f}",
+                     f"{delta.mean:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]",
+                     f"{values.get('seconds', 0) / len(infid):.2f}"])
     return rows
 
 
 HEADER = ["model", "explainer", "images", "infidelity mean ↓", "infidelity median ↓",
+          "infidelity / Gradient's (geometric mean, 95% CI) ↓",
           "images with lower infidelity than Gradient", "faithfulness corr. mean ↑",
-          "s / image (attribution)"]
+          "FC − Gradient's (95% CI) ↑", "s / image (attribution)"]
 
 
 def merge(out: Path) -> str:
@@ -113,7 +123,12 @@ def merge(out: Path) -> str:
             entry["infidelity"] += values["infidelity"]
             entry["faithfulness_correlation"] += values["faithfulness_correlation"]
             entry["seconds"] += values.get("seconds", 0.0)
-    table = [row for name, scores in merged.items() for row in summarise(scores, name)]
+    shards = {name: len(list(out.glob(f"{name}-shard-*.json"))) for name in merged}
+    table = []
+    for name, scores in merged.items():      # explainers every shard has finished
+        n = len(scores["Gradient"]["infidelity"])
+        done = {k: v for k, v in scores.items() if len(v["infidelity"]) == n}
+        table += summarise(done, f"{name} ({shards[name]} shards)")
     return markdown_table(HEADER, table)
 
 
@@ -128,6 +143,8 @@ def main() -> None:
                         help="PullbackAscent temperatures, fixed scale")
     parser.add_argument("--channel-soft", type=float, nargs="*", default=[0.3, 1, 2, 3])
     parser.add_argument("--channel-ascent", type=float, nargs="*", default=[1, 2])
+    parser.add_argument("--baselines", nargs="+", default=["Gradient", "GradientAscent"],
+                        help="gradient baselines (Gradient is always run: the reference)")
     parser.add_argument("--shard", default="0/1", help="i/N: every N-th image from the i-th")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
@@ -159,7 +176,7 @@ def main() -> None:
         x = torch.cat([loaded.contract.load(rows[j][0]) for j in pick])
         y = torch.tensor([rows[j][1] for j in pick])
         scores: dict[str, dict] = {}
-        for label, name, options in explainers(plan):
+        for label, name, options in explainers(plan, args.baselines):
             explainer = get_explainer(name, domain=DOMAIN, **options)
             infid, fc, seconds = score(model, x, y, explainer, args.batch)
             scores[label] = {"infidelity": infid.tolist(), "faithfulness_correlation": fc.tolist(),
