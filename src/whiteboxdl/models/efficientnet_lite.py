@@ -140,8 +140,9 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module
     timm model ``model`` (``blocks.S.J.bn1.weight``): flat block ``N`` is the ``N``-th block of
     timm's stages, its layers renamed by block type. ``ValueError`` when keys or shapes differ.
     """
+    stages: Any = model.blocks
     blocks = [(f"blocks.{s}.{j}", type(block).__name__)
-              for s, stage in enumerate(model.blocks) for j, block in enumerate(stage)]
+              for s, stage in enumerate(stages) for j, block in enumerate(stage)]
     converted: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         match = _BLOCK_KEY.match(key)

@@ -92,9 +92,10 @@ class ClippedGate:
             return self.gated_grad(z, temperature, torch.ones_like(z), False)
         if self.base is normal_gate:
             return self._normal(z, temperature)
-        return self.base(z - self.lo, temperature) - self.base(z - self.hi, temperature)
+        return (self.base(z - self.lo, temperature)  # type: ignore[arg-type]
+                - self.base(z - self.hi, temperature))  # type: ignore[arg-type]
 
-    def _normal(self, z: Tensor, temperature: float) -> Tensor:
+    def _normal(self, z: Tensor, temperature: float | Tensor) -> Tensor:
         # Phi(a) - Phi(b) = Phi(-b) - Phi(-a): above the middle the second form keeps its digits
         a, b = (z - self.lo) / temperature, (z - self.hi) / temperature
         upper = z > (self.lo + self.hi) / 2

@@ -169,7 +169,7 @@ MAXPOOL = register_rule(Rule(
 # ----------------------------------------------------------------------------- ReLU6 / hardtanh
 #: Every clipped-ReLU spelling -> (argument names, fixed (lo, hi) or None, always in place).
 #: ``nn.ReLU6`` and ``nn.Hardtanh`` call ``F.hardtanh``; ``F.hardtanh_`` is ``torch._C._nn.hardtanh_``.
-_CLIPPED: dict[object, tuple[tuple[str, ...], Optional[tuple[float, float]], bool]] = {
+_CLIPPED: dict[Callable, tuple[tuple[str, ...], Optional[tuple[float, float]], bool]] = {
     F.relu6: (("input", "inplace"), (0.0, 6.0), False),
     F.hardtanh: (("input", "min_val", "max_val", "inplace"), None, False),
     torch._C._nn.relu6: (("input",), (0.0, 6.0), False),
@@ -333,7 +333,9 @@ def _softmax(mode, func, args, kwargs):
 def attention_weights_of(mode, tensor: object) -> Optional[Tensor]:
     """The constant (softened) weights if ``tensor`` is a softmax output tagged by ``mode``
     and unchanged since, else ``None``."""
-    tag = getattr(tensor, _WEIGHTS_TAG, None) if isinstance(tensor, Tensor) else None
+    if not isinstance(tensor, Tensor):
+        return None
+    tag = getattr(tensor, _WEIGHTS_TAG, None)
     if tag is None or tag[0]() is not mode or tag[1] != tensor._version:
         return None
     return tag[2] if tag[2] is not None else tensor.detach()
@@ -415,9 +417,10 @@ def _attention_reference(inputs, grad, T: Optional[float]):
     return torch.zeros_like(q), torch.zeros_like(k), weights.transpose(-2, -1) @ grad
 
 
-_ATTENTION_HANDLERS = {F.scaled_dot_product_attention: _sdpa, F.multi_head_attention_forward: _mha,
-                       F.dropout: _dropout, **{op: _softmax for op in _SOFTMAX_OPS},
-                       **{op: _matmul for op in _MATMUL_OPS}}
+_ATTENTION_HANDLERS: dict[Callable, Callable] = {
+    F.scaled_dot_product_attention: _sdpa, F.multi_head_attention_forward: _mha,
+    F.dropout: _dropout, **{op: _softmax for op in _SOFTMAX_OPS},
+    **{op: _matmul for op in _MATMUL_OPS}}
 
 ATTENTION = register_rule(Rule(
     "attention", (F.scaled_dot_product_attention, F.multi_head_attention_forward),
