@@ -222,7 +222,7 @@ def _clipped_reference(inputs, grad, T):
 
 RELU6 = register_rule(Rule(
     "relu6", tuple(_CLIPPED), _clipped_relu,
-    (temperature_option("relu6_temperature", 1.0,
+    (temperature_option("relu6_temperature", 2.0,
                         "ReLU6 / hardtanh gate temperature T (measured on EfficientNet-Lite0)"),
      choice_option("relu6_scale", "fixed", RELU6_SCALES,
                    "fixed: one T for every channel; channel: T times each channel's "
