@@ -43,13 +43,16 @@ def _choose_model(page, label: str) -> None:
         "label => document.querySelector('#pb-model input').value === label", arg=label)
 
 
-def _explain_and_wait(page) -> str:
+def _explain_and_wait(page, expect: str) -> str:
+    """Press Explain and wait until the status names ``expect`` and both sliders' images loaded
+    (the page may still show an earlier request's images)."""
     page.locator("#pb-explain").click()
     page.wait_for_function(
-        "() => { const imgs = [...document.querySelectorAll('#pullback-diff-slider img')];"
-        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"
-        " && document.querySelector('#pb-status').innerText.includes('target'); }",
-        timeout=180_000)
+        "expect => { const imgs = [...document.querySelectorAll("
+        "'#pullback-diff-slider img, #pullback-input-slider img')];"
+        " return imgs.length > 1 && imgs.every(i => i.complete && i.naturalWidth > 0)"
+        " && document.querySelector('#pb-status').innerText.includes(expect); }",
+        arg=expect, timeout=180_000)
     return page.locator("#pb-status").inner_text()
 
 
@@ -64,7 +67,7 @@ def test_pretrained_efficientnet_lite0_is_the_default_and_explains_a_photo(page,
         "EfficientNet-Lite0 (ImageNet, bundled weights)"
     page.locator("#pb-input input[type=file]").set_input_files(str(example_images()["cat"]))
     page.locator("#pb-input img").first.wait_for(state="visible")
-    status = _explain_and_wait(page)
+    status = _explain_and_wait(page, "target 282 – tiger cat")
     assert "target 282 – tiger cat" in status
     assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
     assert "tiger cat" in page.get_by_text("Top-5 of the input").locator("..").inner_text()
@@ -81,14 +84,9 @@ def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cn
     _choose_model(page, "MNIST CNN (this project, 10 digits)")
     page.locator("#pb-input input[type=file]").set_input_files(str(upload))
     page.locator("#pb-input img").first.wait_for(state="visible")
-    page.locator("#pb-explain").click()
-    page.locator("#pullback-diff-slider img").first.wait_for(state="visible", timeout=120_000)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#pullback-diff-slider img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)")
+    status = _explain_and_wait(page, "target 7 – seven")   # auto target = the predicted class
     assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
-    status = page.locator("#pb-status").inner_text()
-    assert "target 7 – seven" in status   # auto target = the predicted class
+    assert "target 7 – seven" in status
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
