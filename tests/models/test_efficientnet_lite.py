@@ -159,4 +159,8 @@ def test_missing_wheel_names_the_pip_install(monkeypatch):
 
 def test_weight_wheels_live_in_site_packages_not_the_repo():
     repo = Path(__file__).resolve().parents[2]
-    assert repo not in lite.weights_file("efficientnet_lite0").parents
+    weights = lite.weights_file("efficientnet_lite0").resolve()
+    assert "site-packages" in weights.parts
+    # The repository (its source tree, not a virtual environment inside it) has no weights.
+    assert not any((repo / "src").rglob("*.pth"))
+    assert (repo / "src") not in weights.parents
