@@ -13,7 +13,7 @@
 # sampling (Lite0: SmoothGrad, SmoothPullback, FusionGrad), join (tables of the joined runs).
 set -u
 cd "$(dirname "$0")/.."
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-.venv/bin/python}
 export PYTHONPATH=${PYTHONPATH:-src}
 DATA=${DATA:-csv:../shared/data/imagenet-sample}
 OUT=${OUT:-runs/quality-imagenet}

@@ -49,6 +49,10 @@ class LabelledImages:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def rows(self) -> list[tuple[Path, int]]:
+        """``[(path, class index), ...]`` in order."""
+        return list(zip(self.paths, self.labels))
+
 
 def is_folder_spec(spec: str) -> bool:
     """Whether ``spec`` names a labelled folder (``csv:PATH`` or ``imagefolder:PATH``)."""

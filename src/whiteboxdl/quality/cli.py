@@ -69,8 +69,8 @@ def register(subparsers) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that define a run (``RunConfig``), shared by evaluate and sweep."""
     parser.add_argument("--model", required=True,
-                        help="mnist-cnn, fashion-mnist-cnn, a model file (.pt) or a torchvision "
-                             "name (e.g. resnet50; weights must be present)")
+                        help="mnist-cnn, fashion-mnist-cnn, efficientnet_lite0/1/2, a model file "
+                             "(.pt) or a torchvision name (e.g. resnet50; weights must be present)")
     parser.add_argument("--data", required=True,
                         help="mnist, fashion-mnist, csv:PATH (a folder with labels.csv: file,"
                              "class_index) or imagefolder:PATH (class sub-folders; WordNet-id "
