@@ -7,6 +7,7 @@
 #
 #   nice -n 5 bash benchmarks/quality_imagenet.sh            # all stages
 #   STAGES="core join" bash benchmarks/quality_imagenet.sh   # some of them
+#   CAP_PERCENT=50 bash benchmarks/quality_imagenet.sh       # every cap halved
 #
 # Stages: core (Lite0, 8 explainers, 90 min), ablation (Lite0, PullbackAscent/SoftPullback
 # variants), perchannel (Lite0, the summed baselines per channel), lite1 (Lite1, 8 explainers),
@@ -23,7 +24,7 @@ T0=$($PY -c "from whiteboxdl.pullbacks.settings import PullbackSettings as S; pr
 mkdir -p "$OUT"
 
 evaluate() {    # evaluate MINUTES NAME ARGS...: one capped, resumable run; then a partial merge
-    local minutes=$1 name=$2
+    local minutes=$(( $1 * ${CAP_PERCENT:-100} / 100 )) name=$2
     shift 2
     echo "== $name ($minutes min cap) $(date -u +%H:%M:%S)"
     timeout "${minutes}m" "$PY" -m whiteboxdl.cli quality evaluate --protocol paper \
