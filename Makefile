@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # runs only the first tutorial (the others are shown as code without output).
 DOCS_ARGS ?=
 
-.PHONY: demo test docs data system-deps clean-venv
+.PHONY: demo test docs lint data system-deps clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ docs: $(VENV)/.installed-docs
 	$(VENV)/bin/whiteboxdl data fetch mnist
 	rm -rf site docs/_tutorials docs/sg_execution_times.rst build/docs-doctrees
 	$(PY) -m sphinx -E -W --keep-going -n -b html -d build/docs-doctrees $(DOCS_ARGS) docs site
+
+# Static checks CI runs: ruff (config in pyproject) and mypy on the public API.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed-dev system-deps
 	$(VENV)/bin/whiteboxdl data fetch mnist

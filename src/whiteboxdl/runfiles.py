@@ -105,7 +105,7 @@ def save_torch(path: str | Path, obj: Any) -> Path:
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """``numpy.savez`` atomically, uncompressed (readable with :func:`load_npz`)."""
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- reading

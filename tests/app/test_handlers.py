@@ -177,3 +177,21 @@ def test_whitebox_handlers_refuse_a_missing_model_or_image(semantic_model, call)
         handler(semantic_model, torch.full((1, 1, 28, 28), float("nan")), *extra)
     with pytest.raises(ValueError, match="finite values in"):
         handler(semantic_model, torch.full((1, 1, 28, 28), 2.0), *extra)
+
+
+def test_every_rules_settings_reach_the_explanation(app_registry, mnist_cnn, pullbacks, seven):
+    """The advanced panel's settings (any rule's temperature, the max-pool variant) are used."""
+    settings = {"maxpool_temperature": 2.0, "maxpool_rule": "detached", "rules": ["relu", "maxpool"]}
+    out = handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=2, alpha=1.0, eps=5.0,
+                           temperature=0.3, settings=settings)
+    direct = pullbacks.PullbackAscent(mnist_cnn, steps=2, alpha=1.0, eps=5.0, clip="every",
+                                      bounds=(0, 1), **settings).ascend(mnist_tensor(seven), 3)
+    assert np.allclose(out.runs["pullback"].target_logits, direct.target_logits[:, 0].numpy())
+    default = handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=2, alpha=1.0, eps=5.0)
+    assert not np.allclose(out.runs["pullback"].target_logits,
+                           default.runs["pullback"].target_logits)
+    for bad, words in (({"maxpool_temperature": 1e-9}, "maxpool temperature must lie"),
+                       ({"silu_temprature": 1.0}, "did you mean silu_temperature"),
+                       ({"rules": ["nope"]}, "unknown rule")):
+        with pytest.raises(ValueError, match=words):
+            handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=1, settings=bad)

@@ -40,6 +40,9 @@ class SignedImageNetInput(nn.Module):
     ``forward(x) = model(((x + 1) / 2 - mean) / std)``; ``x`` must have 3 channels.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         self.model = model

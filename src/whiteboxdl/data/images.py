@@ -162,7 +162,7 @@ def load_image(source: ImageLike, max_pixels: int = MAX_PIXELS, *,
 def resize_image(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Bicubic resize to ``(width, height)``; float ("F") images are clipped back to [0, 1]
     (bicubic filtering can overshoot a little at edges)."""
-    out = img.resize(size, Image.BICUBIC)
+    out = img.resize(size, Image.Resampling.BICUBIC)
     if out.mode == "F":
         out = Image.fromarray(np.clip(np.asarray(out), 0.0, 1.0).astype(np.float32))
     return out

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ DEFAULT_CONFIG = TrainConfig(epochs=3, batch_size=128, lr=3e-3, weight_decay=0.0
                              schedule="onecycle")
 #: Per-dataset epochs and whether to train with random ±2 px shifts (chosen on the test runs in
 #: BENCHMARKS.md: shifts help MNIST, cost Fashion-MNIST 0.4-0.7 points).
-RECIPES = {"mnist": {"epochs": 3, "augment": True},
+RECIPES: dict[str, dict[str, Any]] = {"mnist": {"epochs": 3, "augment": True},
            "fashion-mnist": {"epochs": 6, "augment": False}}
 
 
@@ -163,8 +163,8 @@ def train_cnn(
     digits = _check_digits(digits)
     _check_dataset(dataset)
     recipe = RECIPES[dataset]
-    epochs = recipe["epochs"] if epochs is None else int(epochs)
-    augment = recipe["augment"] if augment is None else bool(augment)
+    epochs = int(recipe["epochs"]) if epochs is None else int(epochs)
+    augment = bool(recipe["augment"]) if augment is None else bool(augment)
     if config is None:
         config = TrainConfig(**{**DEFAULT_CONFIG.__dict__, "epochs": epochs, "seed": int(seed)})
     train_data = train_data if train_data is not None else load_cnn_data(dataset, digits, "train")
@@ -215,7 +215,7 @@ def get_cnn(dataset: str = "mnist", digits: Sequence[int] | None = None,
                 print(f"whiteboxdl: training the {directory.name} (first use, a few CPU minutes; "
                       f"same as `{command}`) -> {path}")
                 train_cnn(dataset, digits, out=directory)
-    return load_model(path)
+    return cast(nn.Sequential, load_model(path))
 
 
 # ----------------------------------------------------------------------------- registry

@@ -148,7 +148,7 @@ class Param:
             choices = self.choices() if callable(self.choices) else self.choices
             if value not in choices:
                 raise ValueError(f"{name} must be one of the known values, got {value!r}")
-        if self.kind in (int, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             self._bounded(name, value)
         return value
 
@@ -372,9 +372,9 @@ def load_model_file(path: str | Path) -> LoadedModel:
     if builder.wrap is not None:
         model = builder.wrap(model, kwargs).eval()
     contract = builder.contract(kwargs) if builder.contract is not None else None
-    if contract is not None and contract.class_names is None \
-            and getattr(model, "class_names", None):
-        contract = replace(contract, class_names=tuple(str(c) for c in model.class_names))
+    names: Optional[Sequence[Any]] = getattr(model, "class_names", None)
+    if contract is not None and contract.class_names is None and names:
+        contract = replace(contract, class_names=tuple(str(c) for c in names))
     family = next(f.name for f in _FAMILIES.values() if builder in f.builders)
     return LoadedModel(str(path), family, model, contract, Path(path).stem)
 

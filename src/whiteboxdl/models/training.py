@@ -395,7 +395,7 @@ def fit(
         model, train, config, test=test, augment=augment, epoch_metrics=epoch_metrics,
         builder=builder, builder_kwargs=builder_kwargs)
     start_epoch, step = 0, 0
-    if ckpt_path is not None and resume:
+    if ckpt_path is not None and run is not None and resume:
         start_epoch, step, result.history = _resume(ckpt_path, run, model, optimizer, generator)
     _call(callbacks, "on_train_start", model)
     t0 = time.perf_counter()
@@ -407,7 +407,7 @@ def fit(
         if progress:
             _print_epoch(metrics, config)
         _call(callbacks, "on_epoch_end", epoch, model, metrics)
-        if ckpt_path is not None:
+        if ckpt_path is not None and run is not None:
             _save_checkpoint(ckpt_path, model, optimizer, generator, result.history, epoch,
                              step, config, run)
     model.eval()

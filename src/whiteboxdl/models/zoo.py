@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import re
 from functools import lru_cache
+from typing import TypeAlias, Union
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from whiteboxdl.data.imagenet import SignedImageNetInput, imagenet_classes
 from whiteboxdl.models.registry import (BuilderSpec, InputContract, ModelFamily, Param,
                                         imagenet_contract, register_family)
 
-WeightsSpec = str | Path | WeightsEnum | None
+WeightsSpec: TypeAlias = Union[str, Path, WeightsEnum, None]
 
 #: The builder that model files of torchvision classifiers name (:func:`build_classifier`).
 BUILDER = "whiteboxdl.models.zoo:build_classifier"

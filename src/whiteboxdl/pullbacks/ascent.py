@@ -102,7 +102,7 @@ class PullbackAscent(Attribution):
             check_target_range(t, check_logits(out, x.shape[0]).shape[1])
         return out.gather(1, t[:, None])[:, 0]
 
-    def _run(self, inputs: Tensor, target: TargetLike, final_logits: bool) -> AscentResult:
+    def _run(self, inputs: Tensor, target: TargetLike | None, final_logits: bool) -> AscentResult:
         warn_if_training(self.forward_func, self)
         check_inputs(inputs, bounds=self.bounds)
         t = targets_tensor(target, inputs.shape[0], inputs.device)
@@ -128,9 +128,9 @@ class PullbackAscent(Attribution):
                     delta = x - x0
                     dnorm = delta.flatten(1).norm(dim=1).view_as(norm)
                     x = x0 + delta * torch.clamp(self.eps / dnorm.clamp_min(1e-30), max=1.0)
-                if self.clip == "every":
+                if self.clip == "every" and self.bounds is not None:
                     x = x.clamp(*self.bounds)
-        if self.clip == "last":
+        if self.clip == "last" and self.bounds is not None:
             x = x.clamp(*self.bounds)
         x = x.detach()
         if not torch.isfinite(x).all():
@@ -146,7 +146,8 @@ class PullbackAscent(Attribution):
         """Run the ascent on a batch; ``target``: one int, or one class index per example."""
         return self._run(inputs, target, final_logits=True)
 
-    def attribute(self, inputs: Tensor, target: TargetLike = None) -> Tensor:  # type: ignore[override]
+    def attribute(self, inputs: Tensor,  # type: ignore[override]
+                  target: TargetLike | None = None) -> Tensor:
         """Captum-style: the difference ``x_K - x0`` (shaped like ``inputs``)."""
         return self._run(inputs, target, final_logits=False).difference
 

@@ -74,7 +74,7 @@ class ExcitationPullback(GradientAttribution):
         return ExcitationPullbacks(self.settings)
 
     @unlogged
-    def attribute(self, inputs: Inputs, target: TargetLike = None,
+    def attribute(self, inputs: Inputs, target: Optional[TargetLike] = None,
                   additional_forward_args: Optional[Any] = None) -> Inputs:
         """Pullback of ``forward_func(inputs)[i, target[i]]`` w.r.t. ``inputs``.
 
@@ -84,7 +84,7 @@ class ExcitationPullback(GradientAttribution):
         """
         warn_if_training(self.forward_func, self)
         is_tuple = isinstance(inputs, tuple)
-        inputs_tuple = inputs if is_tuple else (inputs,)
+        inputs_tuple: tuple[Tensor, ...] = inputs if isinstance(inputs, tuple) else (inputs,)
         if not inputs_tuple:
             raise ValueError("inputs is an empty tuple")
         for i, x in enumerate(inputs_tuple):

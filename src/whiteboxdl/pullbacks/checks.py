@@ -58,7 +58,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def targets_tensor(target: TargetLike, n: int, device: Any) -> Tensor:
+def targets_tensor(target: Optional[TargetLike], n: int, device: Any) -> Tensor:
     """One class index per example (int64, shape ``(n,)``) from an int or one index per example.
 
     Raises ``TypeError`` for a value that is not integer class indices and ``ValueError`` for a
@@ -80,7 +80,7 @@ def targets_tensor(target: TargetLike, n: int, device: Any) -> Tensor:
             raise TypeError(f"targets must be a 1-D integer array, got {target.dtype} with shape "
                             f"{target.shape}")
         t = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
-    elif _is_int(target):
+    elif isinstance(target, Integral) and _is_int(target):
         t = torch.tensor([int(target)], dtype=torch.long, device=device)
     elif isinstance(target, (list, tuple)):
         bad = [v for v in target if not _is_int(v) and not (

@@ -210,7 +210,7 @@ class PoolGeometry:
         """Strided view of ``padded`` holding element ``offset`` of every window (output shape)."""
         index = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, m, s in
                       zip(offset, self.dilation, out_size, self.stride))
-        return padded[(..., *index)]
+        return padded[(Ellipsis,) + index]
 
 
 class SoftMaxPool(torch.autograd.Function):
@@ -277,8 +277,9 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
                           out=grad_in[part], lowest=lowest[part])
     redo = _unroutable(lowest, geometry)
     for start in range(0, redo.numel(), chunk):
-        part = redo[start:start + chunk]
-        grad_in[part] = _soft_route(xb[part], gb[part], geometry, out_size, temperature, rule)
+        rows_to_redo = redo[start:start + chunk]
+        grad_in[rows_to_redo] = _soft_route(xb[rows_to_redo], gb[rows_to_redo], geometry,
+                                            out_size, temperature, rule)
     return grad_in.reshape(x.shape)
 
 

@@ -65,7 +65,7 @@ def compute_grid(model: Callable[[Tensor], Tensor], images: Tensor, columns: Seq
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    ascent = dict(steps=steps, alpha=alpha, eps=eps, clip=clip, bounds=bounds)
+    ascent: dict[str, Any] = dict(steps=steps, alpha=alpha, eps=eps, clip=clip, bounds=bounds)
     settings = PullbackSettings.of(settings, **options)
     explainer = GradientAscent(model, **ascent) if method == "gradient" else \
         PullbackAscent(model, settings=settings, **ascent)

@@ -245,7 +245,7 @@ def op_name(func: Callable) -> str:
 
 # ----------------------------------------------------------------------------- known ops
 def _spellings(*names: str, namespaces: Iterable = (F, torch, torch.Tensor, torch._C._nn)) -> tuple:
-    found = []
+    found: list[Callable] = []
     for ns in namespaces:
         for n in names:
             op = getattr(ns, n, None)

@@ -15,7 +15,7 @@ Example
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +81,7 @@ RELU = register_rule(Rule(
 
 # ----------------------------------------------------------------------------- max-pool
 #: Every max-pool spelling -> its number of spatial dimensions.
-POOL_DIMS: dict[object, int] = {}
+POOL_DIMS: dict[Callable, int] = {}
 for _n in (1, 2, 3):
     for _op in (getattr(F, f"max_pool{_n}d"), getattr(F, f"max_pool{_n}d_with_indices"),
                 getattr(torch, f"max_pool{_n}d")):

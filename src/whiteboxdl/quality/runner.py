@@ -204,7 +204,8 @@ def _check_batch(path: Path, arrays: dict[str, np.ndarray], config: dict, b: int
 def read_batch(path: str | Path, config: dict, b: int) -> dict[str, np.ndarray] | None:
     """The verified arrays of batch ``b``'s file, or ``None`` if it is missing or damaged (a
     damaged file is moved aside and reported, so that it is recomputed)."""
-    return read_verified(Path(path), load_npz, lambda arrays: _check_batch(path, arrays, config, b),
+    path = Path(path)
+    return read_verified(path, load_npz, lambda arrays: _check_batch(path, arrays, config, b),
                          action="it will be recomputed (`whiteboxdl quality evaluate` with the "
                                 "run's arguments)")
 

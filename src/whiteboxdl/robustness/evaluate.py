@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import re
@@ -284,7 +285,10 @@ def _migrate_legacy(batch_dir: Path, batch_size: int) -> None:
         lo = b * batch_size
         for path in paths:
             if path.is_file():
-                part = _LEGACY_FILE.match(path.name)[2]
+                match = _LEGACY_FILE.match(path.name)
+                if match is None:
+                    continue
+                part = match[2]
                 path.replace(_batch_file(batch_dir, lo, lo + len(record["clean_pred"]), part))
 
 
@@ -457,18 +461,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
 
 
 def _batch_record(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, config: EvalConfig,
-                  run: str, where: Callable[[str], Path] | None) -> tuple[dict, bool]:
+                  run: str, where: Callable[[str], Path | None] | None) -> tuple[dict, bool]:
     """All records of one batch (clean and each attack), stored or computed, merged; and
     whether every one of them was stored. ``where(part)`` is the file of a part (or None)."""
     data_hash = tensor_digest(xb, yb)
-    path = where or (lambda part: None)
+    path: Callable[[str], Path | None] = where or (lambda part: None)
     record, all_reused = _load_or_compute(path("clean"), "clean", len(xb), data_hash, None, run,
-                                          lambda: _clean_record(model, xb))
+                                          functools.partial(_clean_record, model, xb))
     for name in config.attacks:
         opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
         part, was_reused = _load_or_compute(
             path(name), name, len(xb), data_hash, opts, run,
-            lambda name=name: _attack_record(model, xb, yb, name, config))
+            functools.partial(_attack_record, model, xb, yb, name, config))
         record = {**record, **part}
         all_reused &= was_reused
     return record, all_reused

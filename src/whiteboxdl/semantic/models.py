@@ -17,9 +17,8 @@ from torch import nn
 
 from whiteboxdl.models.registry import (DIGITS, BuilderSpec, InputContract, ModelFamily, Param,
                                         register_family)
+from whiteboxdl.semantic.network import BUILDER
 from whiteboxdl.semantic.samplers import POSE_CONVENTIONS
-
-BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
 _NAME = re.compile(r"^semantic-(\d(?:-\d)+)$")
 
 

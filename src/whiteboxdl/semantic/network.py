@@ -24,6 +24,8 @@ from torch import nn
 
 from whiteboxdl.semantic.layers import AffineSemantic, ConvSemantic, Logical, TwoStep
 
+#: The builder model files of semantic networks name (see ``whiteboxdl.models.registry``).
+BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
 #: Affine features per class (one logical block each).
 FEATURES_PER_CLASS = 4
 
