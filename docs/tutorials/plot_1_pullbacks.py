@@ -19,11 +19,12 @@ Every number and figure below was computed when this page was built.
 # page quick to build, the same training code runs for one epoch on 4,000 images here.
 #
 # The model is loaded back through the model registry, which also says what inputs it takes
-# (its *input contract*). Everything after this section uses only ``model``, ``x``, ``labels``,
-# ``names`` and ``contract``, so it runs unchanged on an ImageNet model: set
-# ``loaded = resolve_model("resnet50")`` (weights in torch's hub cache) and
-# ``x = torch.cat([contract.load(p) for p in example_images()])`` with the photos bundled in
-# :mod:`whiteboxdl.data.images`, and raise ``ALPHA`` to 20, the paper's step for 224² images.
+# (its *input contract*). Everything after this section uses only ``model``, ``contract``,
+# ``names``, ``x``, ``labels`` and ``ALPHA``, so it runs unchanged on an ImageNet model: set
+# ``loaded = resolve_model("resnet50")`` (weights in torch's hub cache),
+# ``x = torch.cat([contract.load(p) for p in example_images().values()])`` (the photos in
+# :mod:`whiteboxdl.data.images`), ``labels = model(x).argmax(1).tolist()`` and ``ALPHA = 20.0``,
+# the paper's step for 224² images.
 import tempfile
 from pathlib import Path
 
@@ -71,17 +72,20 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def show_maps(rows: dict[str, torch.Tensor], title: str) -> None:
-    """One column per image, one row per map; maps in ``bwr`` (red +, blue −), each scaled to
-    its own largest magnitude."""
+    """One column per image, one row per map: the inputs as images, the maps (summed over
+    colour channels) in ``bwr`` (red +, blue −), each scaled to its own largest magnitude."""
     fig, axes = plt.subplots(len(rows), len(labels), figsize=(1.7 * len(labels), 1.8 * len(rows)),
                              squeeze=False)
+    lo, hi = contract.bounds
     for r, (name, maps) in enumerate(rows.items()):
         for c in range(len(labels)):
-            m = maps[c].sum(0)
-            lim = float(m.abs().max()) or 1.0
-            kwargs = {"cmap": "gray"} if name == "input" else {"cmap": "bwr", "vmin": -lim,
-                                                                "vmax": lim}
-            axes[r, c].imshow(m.detach(), **kwargs)
+            if name == "input":
+                image = ((maps[c] - lo) / (hi - lo)).permute(1, 2, 0).squeeze(-1)
+                axes[r, c].imshow(image, cmap="gray", vmin=0, vmax=1)
+            else:
+                m = maps[c].sum(0).detach()
+                lim = float(m.abs().max()) or 1.0
+                axes[r, c].imshow(m, cmap="bwr", vmin=-lim, vmax=lim)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if c == 0:
@@ -155,7 +159,8 @@ grid_png, grids = explanation_figure(model, x, labels, out / "grid.png", num_cla
                                      method="both", class_names=names, steps=5, alpha=ALPHA,
                                      bounds=contract.bounds, temperature=0.3, progress=False)
 print("columns (target classes):", [names[c] for c in grids[0].columns])
-for grid in grids:   # target_logits: (steps + 1, images, columns); the diagonal is the own class
-    own = grid.target_logits.diagonal(dim1=1, dim2=2)
+own_column = [grids[0].columns.index(t) for t in labels]
+for grid in grids:   # target_logits: (steps + 1, images, columns)
+    own = grid.target_logits[:, torch.arange(len(labels)), torch.tensor(own_column)]
     print(f"{grid.method} ascent, own-class logit before -> after:",
           ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in zip(own[0].tolist(), own[-1].tolist())))
