@@ -58,11 +58,17 @@ x, labels = x_test[first_of_each], y_test[first_of_each].tolist()
 # :class:`~whiteboxdl.pullbacks.ExcitationPullback` has Captum's ``attribute(inputs, target=...)``
 # signature; Captum's ``Saliency`` without ``abs`` is the vanilla gradient. Both explain the
 # logit of each image's own class.
+#
+# One :class:`~whiteboxdl.pullbacks.PullbackSettings` object carries the options to every entry
+# point: the paper's defaults (T = 0.3), and ``unhandled="error"`` — a nonlinearity without an
+# active backward rule would otherwise run with its vanilla gradient and a warning; here it
+# stops the build, so no figure on this page can show a gradient as a pullback.
 from captum.attr import Saliency
 
-from whiteboxdl.pullbacks import ExcitationPullback
+from whiteboxdl.pullbacks import ExcitationPullback, PullbackSettings
 
-pullback = ExcitationPullback(model).attribute(x, target=labels)
+settings = PullbackSettings(unhandled="error")
+pullback = ExcitationPullback(model, settings).attribute(x, target=labels)
 gradient = Saliency(model).attribute(x.clone().requires_grad_(True), target=labels, abs=False)
 
 
@@ -111,7 +117,7 @@ print("cosine(pullback, gradient) per image:", cosine(pullback, gradient).numpy(
 from whiteboxdl.pullbacks import excitation_pullbacks
 
 xg = x.clone().requires_grad_(True)
-with excitation_pullbacks(temperature=0.3):
+with excitation_pullbacks(settings, temperature=0.3):
     model(xg).gather(1, torch.tensor(labels)[:, None]).sum().backward()
 print("largest difference to ExcitationPullback:", float((xg.grad - pullback).abs().max()))
 
@@ -123,7 +129,7 @@ print("largest difference to ExcitationPullback:", float((xg.grad - pullback).ab
 # of its gradient whatever its input. The paper uses T = 0.3 (``maxpool_temperature`` sets the
 # max-pool routing; both are swept together here).
 temperatures = [1e-6, 1e-4, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
-sweep = {T: ExcitationPullback(model, temperature=T, maxpool_temperature=T).attribute(
+sweep = {T: ExcitationPullback(model, settings, temperature=T, maxpool_temperature=T).attribute(
     x, target=labels) for T in temperatures}
 show_maps({f"T = {T:g}": sweep[T] for T in (1e-6, 0.3, 10.0)},
           "Pullbacks at three temperatures")
@@ -157,7 +163,7 @@ from whiteboxdl.pullbacks.grids import explanation_figure
 
 grid_png, grids = explanation_figure(model, x, labels, out / "grid.png", num_classes=len(names),
                                      method="both", class_names=names, steps=5, alpha=ALPHA,
-                                     bounds=contract.bounds, temperature=0.3, progress=False)
+                                     bounds=contract.bounds, settings=settings, progress=False)
 print("columns (target classes):", [names[c] for c in grids[0].columns])
 own_column = [grids[0].columns.index(t) for t in labels]
 for grid in grids:   # target_logits: (steps + 1, images, columns)
