@@ -30,7 +30,7 @@ def _seed():
 
 #: Test folders run with one torch thread: on a shared, oversubscribed 2-core machine two
 #: spinning OpenMP threads made their many small ops 5-50x slower; results do not depend on it.
-ONE_THREAD_DIRS = {"models", "semantic", "quality"}
+ONE_THREAD_DIRS = {"models", "semantic", "quality", "cluster", "robustness"}
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,11 @@ fast. Before a command runs, the C allocator is told to keep freed memory for re
 (:func:`whiteboxdl.runtime.keep_freed_memory`; ``WHITEBOXDL_KEEP_FREED_MEMORY=0`` turns it off).
 
 :func:`main` is the one error boundary. Exit codes: 0 success; 2 an expected failure — a bad
-argument or input, a missing, damaged or unwritable file — printed as one line naming the
-problem and the fix (also argparse's usage errors); 1 an unexpected error, which is a bug: it says
-so and where to report it (``--debug`` shows the traceback of either kind); 130 interrupted
-(finished work is kept). ``demo`` also exits 1 when one of its stages failed.
+argument or input, a missing, damaged or unwritable file, a missing optional extra, an unreachable
+Ray cluster — printed as one line naming the problem and the fix (also argparse's usage errors);
+1 an unexpected error, which is a bug: it says so and where to report it (``--debug`` shows the
+traceback of either kind); 130 interrupted (finished work is kept). ``demo`` also exits 1 when
+one of its stages failed.
 
 Example
 -------
@@ -99,8 +100,9 @@ def _expected_message(exc: BaseException) -> str | None:
         hint = next((h for kind, h in _OS_HINTS.items() if isinstance(exc, kind)),
                     "check the path, its permissions and the free disk space")
         return f"{what} ({hint})"
-    if isinstance(exc, ValueError) or (isinstance(exc, TypeError) and _raised_by_whiteboxdl(exc)):
-        return str(exc)
+    if isinstance(exc, ValueError) or (isinstance(exc, (TypeError, ImportError))
+                                       and _raised_by_whiteboxdl(exc)):
+        return str(exc)  # an ImportError of ours names the optional extra to install
     return None
 
 

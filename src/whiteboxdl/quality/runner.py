@@ -256,17 +256,28 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
     return out
 
 
-def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1),
-             task: Task | None = None, progress: bool = True,
-             on_batch: Callable[[int], None] | None = None) -> list[int]:
-    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed.
-
-    A batch counts as finished when its file is there and intact (:func:`read_batch`); damaged
-    ones are reported and computed again.
-    """
-    config.validate()
+def silence_known_warnings() -> None:
+    """Hide the two Captum warnings every batch would repeat (inputs that did not require
+    gradients, hooks on non-linear modules); called by every process that evaluates batches."""
     warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
     warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
+
+
+def pending_batches(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1)
+                    ) -> list[int]:
+    """The batches of this shard that ``run_dir`` does not hold yet, intact.
+
+    Validates ``config``, refuses a ``run_dir`` of another run (``ValueError``), reports and sets
+    aside damaged batch files (they count as not done) and writes ``config.json`` for a new run.
+    :func:`evaluate` computes the returned batches here; ``whiteboxdl.cluster`` on a Ray cluster.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> pending_batches(RunConfig(model="mnist-cnn", data="mnist", n=120), tempfile.mkdtemp())
+    [0, 1, 2]
+    """
+    config.validate()
     run_dir = Path(run_dir)
     settings = asdict(config)
     stored = check_run_config(run_dir / "config.json", settings,
@@ -276,12 +287,32 @@ def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0
             if b % n_shards == i and read_batch(_batch_path(run_dir, b), settings, b) is None]
     if not stored:  # written once the stored batches proved to be of this run
         write_json(run_dir / "config.json", settings)
+    return todo
+
+
+def write_batch(run_dir: str | Path, b: int, arrays: dict[str, np.ndarray]) -> Path:
+    """Write the arrays of batch ``b`` (from :func:`evaluate_batch`) into ``run_dir``,
+    atomically; returns the file."""
+    return save_npz(_batch_path(Path(run_dir), b), **arrays)
+
+
+def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1),
+             task: Task | None = None, progress: bool = True,
+             on_batch: Callable[[int], None] | None = None) -> list[int]:
+    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed.
+
+    A batch counts as finished when its file is there and intact (:func:`read_batch`); damaged
+    ones are reported and computed again.
+    """
+    silence_known_warnings()
+    todo = pending_batches(config, run_dir, shard)
     if not todo:
         return []
     task = task or load_task(config)
     task.model.eval()
+    i, n_shards = shard
     for b in tqdm(todo, desc=f"quality shard {i}/{n_shards}", disable=not progress):
-        save_npz(_batch_path(run_dir, b), **evaluate_batch(task, config, b))
+        write_batch(run_dir, b, evaluate_batch(task, config, b))
         if on_batch:
             on_batch(b)
     return todo

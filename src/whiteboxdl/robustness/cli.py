@@ -5,17 +5,20 @@ Example
 $ whiteboxdl robustness evaluate semantic-3-5 --attacks standard --n 1902 --eps 0.3 \\
       --out runs/semantic/robustness --baseline cnn-3-5
 $ whiteboxdl robustness attacks          # the registered attack names
+$ whiteboxdl robustness evaluate semantic-3-5 --attacks standard --ray auto   # on a Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from whiteboxdl.cluster.cli import add_ray_arguments, ray_options
 from whiteboxdl.paths import check_output_path
 
 KEYWORDS = ("semantic-3-5", "cnn-3-5")
@@ -51,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--boundary-iter", type=int, default=1000,
                     help="Boundary attack iterations (>= 1; default 1000)")
     ev.add_argument("--no-progress", action="store_true")
+    add_ray_arguments(ev, gpus="1 when the cluster has GPUs (the task attacks on it), else 0")
     ev.set_defaults(func=_evaluate)
     ls = sub.add_parser("attacks", help="list the registered attacks")
     ls.set_defaults(func=_list)
@@ -125,7 +129,7 @@ def plan_attacks(text: str, masking_check: bool, square: bool = True) -> list[st
     return attacks
 
 
-def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
+def _evaluate_one(spec: str, args, attacks, out: Path, digits_default, cluster=None):
     from whiteboxdl.data.mnist import digit_subset
     from whiteboxdl.robustness.evaluate import WORST, evaluate
     from whiteboxdl.robustness.reliability import reliability_curve
@@ -143,11 +147,16 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
         raise ValueError(f"{spec} has {_class_count(model, x)} outputs but --digits gives "
                          f"{len(digits)} classes {digits}; pass the model's digits")
     options = {a: {"n_queries": args.n_queries} for a in attacks if a in ("standard", "square")}
+    executor = None
+    if cluster is not None:
+        from whiteboxdl.cluster.robustness import RayAttacks
+
+        executor = RayAttacks(spec, cluster)
     run_dir = out / slug(label)
     print(f"== {label}: {len(x)} test images, attacks {', '.join(attacks)} -> {run_dir}")
     result = evaluate(model, x, y, attacks, eps=args.eps, norm=args.norm, seed=args.seed,
                       batch_size=args.batch_size, out_dir=run_dir, options=options,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, executor=executor)
     result.write_csv(run_dir / "records.csv")
     square = None
     if not args.no_masking_check and "square" not in attacks:
@@ -156,7 +165,7 @@ def _evaluate_one(spec: str, args, attacks, out: Path, digits_default):
         square = evaluate(model, x[:m], y[:m], ["square"], eps=args.eps, norm=args.norm,
                           seed=args.seed, batch_size=args.batch_size, out_dir=run_dir,
                           options={"square": {"n_queries": args.n_queries}},
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, executor=executor)
     boundary = None
     if args.boundary_n > 0:
         boundary = _boundary(model, x, y, result, args, run_dir)
@@ -262,11 +271,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not separate_square:
         args.masking_n = args.n
     out = Path(args.out)
+    cluster = ray_options(args)
     for spec in filter(None, (args.checkpoint, args.baseline)):
         announce_training(spec)
-    runs = [_evaluate_one(args.checkpoint, args, attacks, out, digits)]
-    if args.baseline:
-        runs.append(_evaluate_one(args.baseline, args, attacks, out, digits))
+    session = contextlib.nullcontext()
+    if cluster is not None:  # one connection for every run of the command
+        from whiteboxdl.cluster.session import ray_session
+
+        session = ray_session(cluster)
+    with session:
+        runs = [_evaluate_one(args.checkpoint, args, attacks, out, digits, cluster)]
+        if args.baseline:
+            runs.append(_evaluate_one(args.baseline, args, attacks, out, digits, cluster))
     for run in runs:
         print(f"\n{run.label}:")
         print(markdown_table(*run.result.table()))

@@ -29,15 +29,15 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import functools
 import hashlib
 import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -376,25 +376,54 @@ def _check_record(path: Path, record: object, part: str, n: int, data_hash: str,
                          f"not {options}; {fix}")
 
 
-def _load_or_compute(path: Path | None, part: str, n: int, data_hash: str, options: str | None,
-                     run: str, compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """(record, reused): the stored record if intact and of this run, else a new one."""
-    if path is not None:
-        record = read_verified(path, load_torch, lambda r: _check_record(
-            path, r, part, n, data_hash, options, run), action="attacking this batch again")
-        if record is not None:
-            return record, True
-    record = {**compute(), "data": data_hash, "run": run}
-    if path is not None:
-        save_torch(path, record)
-    return record, False
+def _stored_record(path: Path, part: str, n: int, data_hash: str, options: str | None,
+                   run: str) -> dict | None:
+    """The stored record of ``part`` if it is intact and of this run, else ``None`` (a damaged
+    file is reported and set aside; a file of another run raises ``ValueError``)."""
+    return read_verified(path, load_torch, lambda r: _check_record(
+        path, r, part, n, data_hash, options, run), action="attacking this batch again")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """The work one batch of a run still needs: its position ``index`` in the batch plan, its
+    inputs and labels, and the ``parts`` (``"clean"`` and attack names) with no stored record."""
+
+    index: int
+    x: torch.Tensor
+    y: torch.Tensor
+    parts: tuple[str, ...]
+
+
+#: ``executor(model, config, jobs)`` computes the missing records of ``jobs`` and yields
+#: ``(job.index, {part: record})`` as each batch finishes, in any order (see
+#: :func:`compute_records`); :func:`evaluate` writes the files. The default runs them here, one
+#: after the other (:func:`compute_locally`); ``whiteboxdl.cluster`` runs them on a Ray cluster.
+Executor = Callable[[nn.Module, EvalConfig, Sequence[BatchJob]],
+                    Iterable[tuple[int, dict[str, dict]]]]
+
+
+def compute_records(model: nn.Module, x: torch.Tensor, y: torch.Tensor, parts: Sequence[str],
+                    config: EvalConfig) -> dict[str, dict]:
+    """Fresh records of one batch: ``"clean"`` predictions and each named attack (seeded with
+    ``config.seed``, so the same batch gives the same record in any process)."""
+    return {part: _clean_record(model, x) if part == "clean"
+            else _attack_record(model, x, y, part, config) for part in parts}
+
+
+def compute_locally(model: nn.Module, config: EvalConfig, jobs: Sequence[BatchJob]
+                    ) -> Iterator[tuple[int, dict[str, dict]]]:
+    """The default :data:`Executor`: each job in turn, in this process."""
+    for job in jobs:
+        yield job.index, compute_records(model, job.x, job.y, job.parts, config)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[str],
              eps: float = 0.3, norm: str = "Linf", seed: int = 0, batch_size: int = 200,
              out_dir: str | Path | None = None, options: dict[str, dict] | None = None,
              progress: bool = True,
-             on_batch_end: Callable[[int, int], None] | None = None) -> RobustnessResult:
+             on_batch_end: Callable[[int, int], None] | None = None,
+             executor: Executor | None = None) -> RobustnessResult:
     """Attack ``x`` (labels ``y``) with each of ``attacks``; resumable through ``out_dir``.
 
     Parameters
@@ -425,6 +454,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
         Per-attack options, e.g. ``{"square": {"n_queries": 1000}}``.
     on_batch_end:
         Called as ``on_batch_end(batch_index, n_batches)`` after each batch that needed work.
+    executor:
+        Where the missing batches are computed (an :data:`Executor`); default: here, in turn.
+        Whichever computes them, this process writes the files, so the run directory is the same.
     """
     config = EvalConfig(tuple(attacks), float(eps) if isinstance(eps, (int, float)) else eps,
                         norm, int(seed), int(batch_size), dict(options or {}))
@@ -444,38 +476,68 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
         if not known and not stored:  # a fresh folder: nothing to check the settings against
             known = bool(write_json(out_dir / "run.json", settings))
     plan = plan_batches(len(x), config.batch_size, stored, ("clean", *config.attacks))
-    records, reused = [], 0
-    bar = tqdm(plan, desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
-               unit="batch", disable=not progress)
-    for b, (lo, hi) in enumerate(bar):
-        where = None if batch_dir is None else (
-            lambda part, lo=lo, hi=hi: _batch_file(batch_dir, lo, hi, part))
-        record, all_reused = _batch_record(model, x[lo:hi], y[lo:hi], config, run, where)
+    records, hashes, jobs = [], [], []
+    for b, (lo, hi) in enumerate(plan):
+        record, missing, data_hash = _stored_parts(x[lo:hi], y[lo:hi], config, run, batch_dir,
+                                                   (lo, hi))
         records.append(record)
-        reused += all_reused
-        if on_batch_end is not None and not all_reused:
-            on_batch_end(b, len(plan))
+        hashes.append(data_hash)
+        if missing:
+            jobs.append(BatchJob(b, x[lo:hi], y[lo:hi], missing))
+    done: set[int] = set()
+    finished = iter((executor or compute_locally)(model, config, jobs))
+    with tqdm(total=len(plan), initial=len(plan) - len(jobs), unit="batch", disable=not progress,
+              desc=f"attacking {len(x)} inputs ({', '.join(attacks)})") as bar, \
+            _closing(finished):
+        for b, fresh in finished:
+            done.add(b)
+            lo, hi = plan[b]
+            for part, new in fresh.items():
+                new = {**new, "data": hashes[b], "run": run}
+                if batch_dir is not None:
+                    save_torch(_batch_file(batch_dir, lo, hi, part), new)
+                records[b] = {**records[b], **new}
+            bar.update()
+            if on_batch_end is not None:
+                on_batch_end(b, len(plan))
+    lost = sorted({job.index for job in jobs} - done)
+    if lost:
+        raise RuntimeError(f"the executor returned no records for batches {lost}")
     if out_dir is not None and not known:  # recorded once every stored file proved to fit
         write_json(out_dir / "run.json", settings)
-    return _combine(config, y, records, reused, plan)
+    return _combine(config, y, records, len(plan) - len(jobs), plan)
 
 
-def _batch_record(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, config: EvalConfig,
-                  run: str, where: Callable[[str], Path | None] | None) -> tuple[dict, bool]:
-    """All records of one batch (clean and each attack), stored or computed, merged; and
-    whether every one of them was stored. ``where(part)`` is the file of a part (or None)."""
+@contextlib.contextmanager
+def _closing(iterator: Iterator) -> Iterator[None]:
+    """Close a generator at once when the loop over it stops early (an error, Ctrl-C), so that an
+    executor stops starting work."""
+    try:
+        yield
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def _stored_parts(xb: torch.Tensor, yb: torch.Tensor, config: EvalConfig, run: str,
+                  batch_dir: Path | None, bounds: tuple[int, int]
+                  ) -> tuple[dict, tuple[str, ...], str]:
+    """The stored records of one batch (clean and each attack) merged, the parts that have none
+    (all of them without ``batch_dir``) and the hash of the batch's inputs."""
     data_hash = tensor_digest(xb, yb)
-    path: Callable[[str], Path | None] = where or (lambda part: None)
-    record, all_reused = _load_or_compute(path("clean"), "clean", len(xb), data_hash, None, run,
-                                          functools.partial(_clean_record, model, xb))
-    for name in config.attacks:
-        opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
-        part, was_reused = _load_or_compute(
-            path(name), name, len(xb), data_hash, opts, run,
-            functools.partial(_attack_record, model, xb, yb, name, config))
-        record = {**record, **part}
-        all_reused &= was_reused
-    return record, all_reused
+    record: dict = {}
+    missing = []
+    for part in ("clean", *config.attacks):
+        options = None if part == "clean" else json.dumps(dict(config.options.get(part, {})),
+                                                          sort_keys=True)
+        stored = None if batch_dir is None else _stored_record(
+            _batch_file(batch_dir, *bounds, part), part, len(xb), data_hash, options, run)
+        if stored is None:
+            missing.append(part)
+        else:
+            record = {**record, **stored}
+    return record, tuple(missing), data_hash
 
 
 def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
