@@ -92,3 +92,26 @@ def test_explain_loads_imagenet_models_for_signed_inputs():
     assert x.shape == (1, 3, 224, 224) and x.min() >= -1 and x.max() <= 1
     with pytest.raises(ValueError, match="unknown model.*did you mean resnet50"):
         load_explained_model("resnet5O", weights="random")
+
+
+def test_explain_cli_defaults_to_pretrained_efficientnet_lite0_offline(tmp_path, capsys,
+                                                                       monkeypatch):
+    """`whiteboxdl explain cat coffee` with nothing else: EfficientNet-Lite0 with its bundled
+    weights, no network, the photos' classes as columns, each photo's top-5 printed."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    out = tmp_path / "grid.png"
+    assert main(["explain", "cat", "coffee", "--steps", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    cat, coffee = (next(line for line in printed if line.startswith(f"{name}:"))
+                   for name in ("cat", "coffee"))
+    assert cat.startswith("cat: predicted 282 (tiger cat); top-5: 282 tiger cat ")
+    assert coffee.startswith("coffee: predicted 967 (espresso); top-5: 967 espresso ")
+    assert cat.count("%") == 5
+    with Image.open(out) as img:           # pullback and gradient grids, 2 rows x (1 + 3) cells
+        assert img.width > 2.5 * img.height

@@ -33,7 +33,7 @@ def _silu_pullback(net, x, target, T):
 
 def test_settings_are_frozen_validated_and_complete():
     s = PullbackSettings(temperature=0.5, rules="all")
-    assert s.rules == ("relu", "maxpool", "silu", "gelu", "layernorm", "attention")
+    assert s.rules == ("relu", "maxpool", "relu6", "silu", "gelu", "layernorm", "attention")
     assert (s.temperature, s.maxpool_temperature, s.silu_temperature) == (0.5, 0.3, 1.6)
     assert s.replace(silu_temperature=2.0).silu_temperature == 2.0 and s.silu_temperature == 1.6
     assert s == PullbackSettings(rules="all", temperature=0.5) and hash(s) == hash(
@@ -44,7 +44,7 @@ def test_settings_are_frozen_validated_and_complete():
         PullbackSettings(silu_temprature=1.0)
     with pytest.raises(ValueError, match="rules"):
         PullbackSettings(rules=3)
-    assert PullbackSettings(rules=None).rules == ("relu", "maxpool")      # None: the defaults
+    assert PullbackSettings(rules=None).rules == ("relu", "maxpool", "relu6")      # None: the defaults
     assert set(PullbackSettings.keywords()) == {"rules", "gate", "recompute", "unhandled",
                                                 *options()}
     assert PullbackSettings.split({"temperature": 1.0, "steps": 3}) == ({"temperature": 1.0},

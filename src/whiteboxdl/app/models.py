@@ -10,6 +10,8 @@ Example
 >>> registry = ModelRegistry()
 >>> registry.spec("mnist-cnn").size, registry.spec("resnet50").classes[207]
 (28, 'golden retriever')
+>>> registry.specs[0].label, registry.availability("efficientnet_lite0")[0]
+('EfficientNet-Lite0 (ImageNet, bundled weights)', True)
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from whiteboxdl.models.registry import (InputContract, availability, model_contr
 
 MNIST_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SEMANTIC_KEY = "semantic"
-#: The models the pullbacks tab offers, in order (any registered model name works).
-APP_MODELS = ("mnist-cnn", "resnet50", "vgg11_bn", "densenet121")
+#: The models the pullbacks tab offers, in order, the first being the default (any registered
+#: model name works): pretrained EfficientNet-Lite (bundled, offline), the project's MNIST CNN,
+#: and the paper's torchvision models (usable once their weight files are in torch's hub cache).
+APP_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mnist-cnn",
+              "resnet50", "vgg11_bn", "densenet121")
 #: Quick picks for ImageNet models: classes of the bundled photos and the paper's favourite
 #: counterfactuals.
 IMAGENET_QUICK_PICKS = (207, 281, 291, 340, 417, 812, 817, 967, 504, 1)

@@ -95,9 +95,10 @@ def rule_settings() -> dict[str, Any]:
     from whiteboxdl.pullbacks.registry import default_rule_names, options, rule_names
 
     inputs: dict[str, Any] = {}
-    with gr.Accordion("Pullback rules (advanced)", open=False):
+    with gr.Accordion("Pullback rules (advanced)", open=False, elem_id="pb-rules"):
         inputs["rules"] = gr.CheckboxGroup(list(rule_names()), value=list(default_rule_names()),
-                                           label="Active rules (relu + maxpool: the paper's)")
+                                           label="Active rules (relu + maxpool: the paper's; relu6: "
+                                                 "ReLU6 networks)")
         for name, option in options().items():
             if name == "temperature":
                 continue
@@ -133,7 +134,9 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
                 with gr.Row():
                     alpha = gr.Number(first.alpha, label="Step size α (L2)", minimum=0)
                     eps = gr.Number(first.eps, label="L2 radius ε (0 = none)", minimum=0)
-                temperature = gr.Slider(0.01, 3.0, value=0.3, step=0.01, label="Temperature T")
+                temperature = gr.Slider(0.01, 3.0, value=0.3, step=0.01,
+                                        label="ReLU temperature T (ReLU6 networks such as "
+                                              "EfficientNet-Lite: 'relu6 temperature' below)")
                 gate = gr.Radio(list(handlers.GATES), value="sigmoid", label="Gate")
                 method = gr.Radio([("excitation pullback", "pullback"),
                                    ("vanilla gradient", "gradient"),

@@ -5,7 +5,7 @@ Example
 $ whiteboxdl train cnn                       # MNIST, cached for get_cnn("mnist")
 $ whiteboxdl train cnn --dataset fashion-mnist
 $ whiteboxdl train cnn --digits 3 5 --epochs 3 --out runs/cnn35
-$ whiteboxdl models                          # torchvision weights: cached or where to put them
+$ whiteboxdl models                          # every model by name: usable here? torchvision files
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
-    models = subparsers.add_parser("models", help="torchvision classifiers and their weight files")
+    models = subparsers.add_parser("models", help="the models known by name, what is usable here, "
+                                                  "and torchvision's weight files")
     models.add_argument("names", nargs="*", metavar="NAME",
                         help="classifiers to show (default: resnet50 vgg11_bn densenet121)")
     models.add_argument("--all", action="store_true", help="every torchvision classifier")
@@ -75,11 +76,26 @@ def _train_cnn(args: argparse.Namespace) -> int:
     return 0
 
 
+def registered_models() -> list[list[str]]:
+    """``[name, family, "yes"/"no", why]`` for every name the model families list (no loading)."""
+    from whiteboxdl.models.registry import availability, families
+
+    rows = []
+    for family in families():
+        for name in family.names():
+            usable, why = availability(name)
+            rows.append([name, family.name, "yes" if usable else "no", why])
+    return rows
+
+
 def _models(args: argparse.Namespace) -> int:
     from whiteboxdl.models.zoo import (PAPER_MODELS, classifier_names, resolve_weights,
                                        weights_available, weights_path)
     from whiteboxdl.viz.report import markdown_table
 
+    if not args.names and not args.all:
+        print(markdown_table(["model", "family", "usable here", "why"], registered_models()))
+        print()
     names = classifier_names() if args.all else (args.names or list(PAPER_MODELS))
     rows = [[name, resolve_weights(name).name, "yes" if weights_available(name) else "no",
              str(weights_path(name)), resolve_weights(name).url] for name in names]

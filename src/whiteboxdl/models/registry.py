@@ -37,7 +37,8 @@ from torch import nn
 
 #: Modules that register the built-in families (imported on first lookup).
 BUILTIN_MODULES = ("whiteboxdl.models.cnn", "whiteboxdl.semantic.models",
-                   "whiteboxdl.models.checkpoint", "whiteboxdl.models.zoo")
+                   "whiteboxdl.models.checkpoint", "whiteboxdl.models.efficientnet_lite",
+                   "whiteboxdl.models.timm_models", "whiteboxdl.models.zoo")
 
 
 # ----------------------------------------------------------------------------- contracts
@@ -292,9 +293,15 @@ def find_family(name: str) -> ModelFamily:
 
 
 def is_model_file(spec: str | Path) -> bool:
-    """Whether ``spec`` names a file (an existing path, or a ``.pt``/``.pth`` name)."""
+    """Whether ``spec`` names a model file: an existing path, or a ``.pt``/``.pth`` name that no
+    family claims (``resnet50:weights.pth``, ``timm:NAME:weights.pth`` are models with a
+    weights file, not model files)."""
     path = Path(spec).expanduser()
-    return path.suffix in (".pt", ".pth") or path.is_file()
+    if path.is_file():
+        return True
+    if path.suffix not in (".pt", ".pth"):
+        return False
+    return not any(family.claims(str(spec).strip()) for family in families())
 
 
 def resolve_model(spec: str | Path, weights: Any = "DEFAULT", *,

@@ -6,6 +6,7 @@ Every pullback setting of the rule registry is a flag (``--temperature``, ``--ma
 
 Example
 -------
+$ whiteboxdl explain cat coffee --out fig.png          # EfficientNet-Lite0, pretrained, offline
 $ whiteboxdl explain cat coffee --model resnet50 --method both --out fig.png
 $ whiteboxdl explain digit.png --model mnist-cnn --steps 5 --alpha 2 --out digit.png
 $ whiteboxdl explain img.jpg --model runs/my_model.pt --targets 3 5 --method pullback
@@ -19,6 +20,9 @@ from typing import Any
 
 from whiteboxdl.paths import check_output_path
 
+#: The model ``whiteboxdl explain`` uses when none is given: pretrained and offline everywhere.
+DEFAULT_MODEL = "efficientnet_lite0"
+
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per pullback setting (read from the rule registry), all defaulting to unset."""
@@ -28,9 +32,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pullback settings (defaults: the paper's)")
     group.add_argument("--rules", default=None,
                        help=f"comma-separated rules or 'all' (registered: "
-                            f"{', '.join(rule_names())}; default: relu,maxpool)")
+                            f"{', '.join(rule_names())}; default: relu,maxpool,relu6)")
     group.add_argument("--gate", choices=("sigmoid", "normal"), default=None,
-                       help="ReLU gate: sigmoid(z/T) (paper) or normal CDF (later revision)")
+                       help="ReLU-family gate: sigmoid(z/T) (paper) or normal CDF (later revision)")
     group.add_argument("--unhandled", choices=UNHANDLED_MODES, default=None,
                        help="nonlinearities without an active rule: warn (default), ignore, error")
     for name, option in options().items():
@@ -93,12 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "clean after K ascent steps, min-max rescaled.")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, or names of bundled examples (cat, coffee, rocket, astronaut)")
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a registered model (torchvision names such as resnet50, vgg11_bn, "
-                        "densenet121; mnist-cnn, fashion-cnn, cnn-3-5, semantic-3-5) or a "
-                        "whiteboxdl model file")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT",
+                   help=f"a registered model (default {DEFAULT_MODEL}, pretrained, offline; "
+                        "efficientnet_lite1/2; torchvision names such as resnet50, vgg11_bn, "
+                        "densenet121; timm:NAME; mnist-cnn, fashion-cnn, cnn-3-5, semantic-3-5) "
+                        "or a whiteboxdl model file")
     p.add_argument("--weights", default="DEFAULT",
-                   help="for torchvision names: DEFAULT, an enum name, a file, or 'random'")
+                   help="for pretrained families: DEFAULT, an enum name, a file, or 'random'")
     p.add_argument("--targets", type=int, nargs="+", metavar="CLASS",
                    help="column classes (default: predicted classes + one random class)")
     p.add_argument("--method", choices=("pullback", "gradient", "both"), default="both")
@@ -116,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from whiteboxdl.pullbacks.grids import explanation_figure, grid_columns
+    from whiteboxdl.pullbacks.grids import (explanation_figure, format_top, grid_columns,
+                                            top_classes)
 
     check_output_path(args.out, kind="file")
     settings = settings_from_args(args)
@@ -141,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         loaded.model, x, predicted, args.out, num_classes, method=args.method, columns=columns,
         class_names=names, progress=not args.no_progress, steps=args.steps,
         alpha=alpha, eps=args.eps, bounds=contract.bounds, settings=settings)
-    for src, c in zip(args.images, predicted):
-        print(f"{src}: predicted {c}" + (f" ({names[c]})" if names and c < len(names) else ""))
+    for src, c, top in zip(args.images, predicted, top_classes(logits, names)):
+        print(f"{src}: predicted {c}" + (f" ({names[c]})" if names and c < len(names) else "")
+              + f"; top-5: {format_top(top)}")
     print(f"wrote {path}")
     return 0

@@ -62,7 +62,81 @@ def gated_grad(gate: GateFn, z: Tensor, temperature: float, grad: Tensor,
             return torch.ops.aten.softplus_backward.grad_input(grad, z, 1.0 / temperature, 40.0,
                                                                grad_input=z)
         return torch.ops.aten.softplus_backward(grad, z, 1.0 / temperature, 40.0)
+    if isinstance(gate, ClippedGate):
+        return gate.gated_grad(z, temperature, grad, reuse_z)
     return gate(z, temperature).mul_(grad)
+
+
+class ClippedGate:
+    """The soft gate of ``hardtanh(z, lo, hi)`` (ReLU6: ``lo, hi = 0, 6``).
+
+    ``hardtanh(z) = lo + relu(z - lo) - relu(z - hi)`` is a sum of ReLUs, so with the ReLU gate
+    ``g`` (sigmoid or normal CDF) its soft gate is ``g((z - lo)/T) - g((z - hi)/T)``: 1 inside
+    ``(lo, hi)`` as ``T -> 0`` (the vanilla gradient), 0 as ``T -> inf`` (both halves -> 1/2).
+
+    Example
+    -------
+    >>> import torch
+    >>> gate = ClippedGate(sigmoid_gate, 0.0, 6.0)
+    >>> [round(v, 4) for v in gate(torch.tensor([-1.0, 3.0, 7.0]), 1.0).tolist()]
+    [0.268, 0.9051, 0.268]
+    """
+
+    def __init__(self, base: GateFn, lo: float, hi: float):
+        if not lo <= hi:
+            raise ValueError(f"hardtanh needs min_val <= max_val, got {lo} > {hi}")
+        self.base, self.lo, self.hi = base, float(lo), float(hi)
+
+    def __call__(self, z: Tensor, temperature: float | Tensor) -> Tensor:
+        if self.base is sigmoid_gate:
+            return self.gated_grad(z, temperature, torch.ones_like(z), False)
+        if self.base is normal_gate:
+            return self._normal(z, temperature)
+        return (self.base(z - self.lo, temperature)  # type: ignore[arg-type]
+                - self.base(z - self.hi, temperature))  # type: ignore[arg-type]
+
+    def _normal(self, z: Tensor, temperature: float | Tensor) -> Tensor:
+        # Phi(a) - Phi(b) = Phi(-b) - Phi(-a): above the middle the second form keeps its digits
+        a, b = (z - self.lo) / temperature, (z - self.hi) / temperature
+        upper = z > (self.lo + self.hi) / 2
+        ndtr = torch.special.ndtr
+        return torch.where(upper, ndtr(-b) - ndtr(-a), ndtr(a) - ndtr(b))
+
+    def gated_grad(self, z: Tensor, temperature: float | Tensor, grad: Tensor,
+                   reuse_z: bool) -> Tensor:
+        """``grad * gate(z, T)`` (``T`` a number, or a tensor broadcasting against ``z``).
+
+        Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) * sigmoid(x) * sigmoid(d - x)`` with
+        ``x = (z - lo)/T``, ``d = (hi - lo)/T``: two fused softplus-derivative passes, no
+        cancellation. ``reuse_z``: ``z`` is a temporary that may be overwritten."""
+        if self.base is not sigmoid_gate:
+            return self(z, temperature).mul_(grad)
+        if isinstance(temperature, Tensor):                  # per-channel temperatures
+            a, d = (z - self.lo) / temperature, (self.hi - self.lo) / temperature
+            return torch.sigmoid(d - a).mul_(torch.sigmoid(a)).mul_(torch.expm1(-d).neg_()) \
+                .mul_(grad)
+        beta, threshold = 1.0 / temperature, 40.0
+        own = reuse_z and z.shape == grad.shape and z.dtype == grad.dtype
+        if own:                                  # z is a temporary: shift it in place
+            x = z.sub_(self.lo) if self.lo else z
+        else:
+            x = z - self.lo if self.lo else z
+        out = torch.ops.aten.softplus_backward(grad, x, beta, threshold)      # grad * sig(x)
+        x = x.sub_(self.hi - self.lo) if own or self.lo else z - self.hi      # z - hi
+        torch.ops.aten.softplus_backward.grad_input(out, x, -beta, threshold,
+                                                    grad_input=out)       # * sig((hi - z)/T)
+        scale = -math.expm1(-(self.hi - self.lo) * beta)
+        return out if scale == 1.0 else out.mul_(scale)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClippedGate) and (self.base, self.lo, self.hi) == \
+            (other.base, other.lo, other.hi)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.lo, self.hi))
+
+    def __repr__(self) -> str:
+        return f"ClippedGate({getattr(self.base, '__name__', self.base)}, {self.lo:g}, {self.hi:g})"
 
 
 #: Gate functions by name.

@@ -42,6 +42,27 @@ def grid_columns(labels: Sequence[int], num_classes: int, extra: int = 1,
     return columns + random.Random(seed).sample(others, extra)
 
 
+def top_classes(logits: Tensor, class_names: Optional[Sequence[str]] = None, k: int = 5
+                ) -> list[list[tuple[int, str, float]]]:
+    """Each row's ``k`` most probable classes as ``(index, name, softmax probability)``.
+
+    Example
+    -------
+    >>> top_classes(torch.tensor([[0.0, 2.0, 1.0]]), ["a", "b", "c"], k=2)[0][0][:2]
+    (1, 'b')
+    """
+    probs = logits.detach().double().softmax(-1)
+    values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [[(int(i), class_names[int(i)] if class_names is not None and int(i) < len(class_names)
+              else str(int(i)), float(v)) for v, i in zip(row_v, row_i)]
+            for row_v, row_i in zip(values, indices)]
+
+
+def format_top(top: Sequence[tuple[int, str, float]]) -> str:
+    """``"282 tiger cat 61.2%, 281 tabby 20.1%, ..."``."""
+    return ", ".join(f"{i} {name} {100 * p:.1f}%" for i, name, p in top)
+
+
 @dataclass
 class Grid:
     """Ascent differences ``(rows, cols, C, H, W)`` towards ``columns`` for ``images``."""

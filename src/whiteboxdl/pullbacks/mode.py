@@ -2,9 +2,10 @@
 
 Inside ``with excitation_pullbacks(...)`` every op of an active rule (see
 :mod:`whiteboxdl.pullbacks.registry`; by default every ReLU — ``F.relu``, ``torch.relu``,
-``Tensor.relu``, in-place forms, ``nn.ReLU`` — and every max-pool in all its forms) runs through
+``Tensor.relu``, in-place forms, ``nn.ReLU`` —, every ReLU6 / hardtanh and every max-pool in all
+its forms) runs through
 the rule's handler: the forward is the original op (bit-identical), the backward is the soft rule.
-A known nonlinearity without an active rule (``F.relu6``, ``F.silu`` with the default rules …)
+A known nonlinearity without an active rule (``F.leaky_relu``, ``F.silu`` with the default rules …)
 warns once per context, naming the op and the rule that would handle it.
 
 The mode lives on PyTorch's thread-local mode stack: it catches functional calls, never mutates the
@@ -72,7 +73,7 @@ class ExcitationPullbacks(TorchFunctionMode):
             handlers[F.batch_norm] = _batch_norm
             handlers.update({f: _add for f in (torch.add, torch.Tensor.add, torch.Tensor.add_)})
         for rule in active:
-            handlers.update({op: rule.handler for op in rule.ops})
+            handlers.update({op: rule.handler for op in rule.ops + rule.companion_ops})
         if self.settings.unhandled != "ignore":
             for op, advice in unruled_ops(active).items():
                 handlers.setdefault(op, _Unhandled(op_name(op), advice))
@@ -166,8 +167,9 @@ def excitation_pullbacks(settings: Optional[PullbackSettings] = None,
     **options : any of its keywords, applied on top: ``temperature`` (ReLU gate, 0.3),
         ``gate`` (``"sigmoid"`` or ``"normal"``), ``maxpool_temperature``, ``maxpool_rule``
         (``"smoothmax"`` or ``"detached"``), ``rules`` (names from the registry, ``"all"``;
-        default ``("relu", "maxpool")``), ``silu_temperature``, ``gelu_temperature``,
-        ``attention_temperature``, ``recompute``, ``unhandled`` (``"warn"``, ``"ignore"``,
+        default ``("relu", "maxpool", "relu6")``), ``relu6_temperature``, ``relu6_scale``,
+        ``silu_temperature``, ``gelu_temperature``, ``attention_temperature``, ``recompute``,
+        ``unhandled`` (``"warn"``, ``"ignore"``,
         ``"error"``), and every option of a rule registered later.
 
     Example

@@ -127,6 +127,9 @@ class Rule:
         the context then recomputes those in backward instead of storing them.
     default : active when ``rules`` is not given.
     example : a small call with an analytic reference, run by the test suite.
+    companion_ops : ops the handler must also see while the rule is active (the attention rule
+        tracks ``softmax`` outputs that are then multiplied with values), but which are no sign
+        of a missing rule when it is not: they never warn.
     """
 
     name: str
@@ -137,6 +140,7 @@ class Rule:
     default: bool = False
     description: str = ""
     example: Optional[RuleExample] = None
+    companion_ops: tuple[Callable, ...] = ()
 
     @property
     def temperature(self) -> Optional[Option]:
@@ -174,9 +178,10 @@ def register_rule(rule: Rule, *, replace: bool = False) -> Rule:
         raise ValueError(f"a rule named {rule.name!r} is already registered; pass replace=True")
     others = [r for r in _RULES.values() if r.name != rule.name]
     for other in others:
-        shared = set(map(id, other.ops)) & set(map(id, rule.ops))
+        shared = set(map(id, other.ops + other.companion_ops)) & \
+            set(map(id, rule.ops + rule.companion_ops))
         if shared:
-            op = next(o for o in rule.ops if id(o) in shared)
+            op = next(o for o in rule.ops + rule.companion_ops if id(o) in shared)
             raise ValueError(f"rule {other.name!r} already intercepts {op_name(op)}")
         clash = {o.name for o in other.options} & {o.name for o in rule.options}
         if clash:

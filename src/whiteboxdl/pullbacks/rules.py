@@ -1,5 +1,5 @@
-"""The built-in backward rules, registered on import: ReLU, max-pool, SiLU, GELU, LayerNorm and
-attention (the paper's and the later revision's).
+"""The built-in backward rules, registered on import: ReLU, ReLU6/hardtanh, max-pool, SiLU, GELU,
+LayerNorm and attention (the paper's, the later revision's, and the clipped-ReLU extension).
 
 Each is one :class:`~whiteboxdl.pullbacks.registry.Rule` record: the ops it catches, its handler
 (built on the autograd Functions of :mod:`whiteboxdl.pullbacks.gates`), its options and an
@@ -8,13 +8,14 @@ example with an analytic reference that the test suite checks in float64.
 Example
 -------
 >>> from whiteboxdl.pullbacks.registry import rule_names
->>> rule_names()[:2]
-('relu', 'maxpool')
+>>> rule_names()[:3]
+('relu', 'maxpool', 'relu6')
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Callable, Optional
 
 import torch
@@ -23,9 +24,10 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from whiteboxdl.pullbacks._compat import original_op, without_own_dispatch
-from whiteboxdl.pullbacks.gates import (MAXPOOL_RULES, ConstantStatsLayerNorm,
+from whiteboxdl.pullbacks.gates import (MAXPOOL_RULES, ClippedGate, ConstantStatsLayerNorm,
                                         ConstantWeightsAttention, PoolGeometry, SoftMaxPool,
                                         normal_gate, sigmoid_gate)
+from whiteboxdl.pullbacks.recipes import BatchNormTerm, recipe_of
 from whiteboxdl.pullbacks.registry import (Rule, RuleExample, choice_option, elementwise_rule,
                                            is_inplace_call, register_rule, temperature_option)
 
@@ -164,6 +166,74 @@ MAXPOOL = register_rule(Rule(
                         _pool_reference, _pool_hot_limit)))
 
 
+# ----------------------------------------------------------------------------- ReLU6 / hardtanh
+#: Every clipped-ReLU spelling -> (argument names, fixed (lo, hi) or None, always in place).
+#: ``nn.ReLU6`` and ``nn.Hardtanh`` call ``F.hardtanh``; ``F.hardtanh_`` is ``torch._C._nn.hardtanh_``.
+_CLIPPED: dict[Callable, tuple[tuple[str, ...], Optional[tuple[float, float]], bool]] = {
+    F.relu6: (("input", "inplace"), (0.0, 6.0), False),
+    F.hardtanh: (("input", "min_val", "max_val", "inplace"), None, False),
+    torch._C._nn.relu6: (("input",), (0.0, 6.0), False),
+    torch._C._nn.relu6_: (("input",), (0.0, 6.0), True),
+    torch._C._nn.hardtanh: (("input", "min_val", "max_val"), None, False),
+    torch._C._nn.hardtanh_: (("input", "min_val", "max_val"), None, True),
+}
+
+
+#: ``relu6_scale``: one temperature for every channel, or T times each channel's spread.
+RELU6_SCALES = ("fixed", "channel")
+
+
+def channel_temperature(z: Tensor, temperature: float) -> float | Tensor:
+    """``temperature`` times the spread of each channel (dim 1) of ``z`` when ``z`` is an
+    eval-mode BatchNorm output (its recipe): ``|weight| * sqrt(var / (var + eps))``, the standard
+    deviation of ``z`` over the data BatchNorm was trained on. Else ``temperature`` unchanged."""
+    recipe = recipe_of(z)
+    if recipe is None or len(recipe.terms) != 1 or not isinstance(recipe.terms[0], BatchNormTerm):
+        return temperature
+    term, tensors = recipe.terms[0], recipe.tensors
+    var = tensors[2].detach()
+    spread = torch.sqrt(var / (var + term.eps))
+    if term.has_weight:
+        spread = spread * tensors[3].detach().abs()
+    shape = (1, -1) + (1,) * (z.ndim - 2)
+    return (temperature * spread.clamp_min(1e-6)).to(z.dtype).view(shape)
+
+
+def _clipped_relu(mode, func, args, kwargs):
+    names, fixed, always_inplace = _CLIPPED[func]
+    bound = bind(names, args, kwargs)
+    lo, hi = fixed or (float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0)))
+    inplace = always_inplace or bool(bound.get("inplace", False))
+    temperature = mode.settings.relu6_temperature
+    if mode.settings.relu6_scale == "channel" and isinstance(bound.get("input"), Tensor) \
+            and bound["input"].ndim >= 2:
+        temperature = channel_temperature(bound["input"], temperature)
+    return mode.activation(func, args, kwargs, inplace, ClippedGate(mode.gate, lo, hi),
+                           temperature)
+
+
+_CLIPPED_LO, _CLIPPED_HI = -0.3, 0.2          # the example: hardtanh(z, -0.3, 0.2)
+
+
+def _clipped_reference(inputs, grad, T):
+    z = inputs[0]
+    return (grad * (torch.sigmoid((z - _CLIPPED_LO) / T) - torch.sigmoid((z - _CLIPPED_HI) / T)),)
+
+
+RELU6 = register_rule(Rule(
+    "relu6", tuple(_CLIPPED), _clipped_relu,
+    (temperature_option("relu6_temperature", 2.0,
+                        "ReLU6 / hardtanh gate temperature T (measured on EfficientNet-Lite0)"),
+     choice_option("relu6_scale", "fixed", RELU6_SCALES,
+                   "fixed: one T for every channel; channel: T times each channel's "
+                   "pre-activation spread (from its BatchNorm: |weight| sqrt(var/(var+eps)))")),
+    recompute=True, default=True,
+    description="ReLU6 and hardtanh(lo, hi): grad * (g((z - lo)/T) - g((z - hi)/T)), the soft "
+                "gate of relu(z - lo) - relu(z - hi) (g = sigmoid or normal CDF)",
+    example=RuleExample(_randn(6, 7), lambda z: F.hardtanh(z, _CLIPPED_LO, _CLIPPED_HI),
+                        _clipped_reference, lambda inputs, grad: (torch.zeros_like(grad),))))
+
+
 # ----------------------------------------------------------------------------- SiLU, GELU
 SILU = register_rule(elementwise_rule(
     "silu", (F.silu,), "silu_temperature", 1.6, sigmoid_gate, inplace_arg=1,
@@ -233,47 +303,104 @@ def _mha(mode, func, args, kwargs):
         return without_own_dispatch(func)(*args, **kwargs)
 
 
-class _WeightsConstantBmm(torch.autograd.Function):
-    """``bmm(A, v)`` (original forward) whose backward treats ``A`` as the constant ``A_T``."""
+# Attention written out by hand (timm's non-fused path, MHA's explicit-weights path):
+# ``w = softmax(scores, dim=-1)`` ... ``w @ v``. While the rule is active, a softmax over the
+# last dimension tags its output; a matmul whose LEFT operand is such an output (the same tensor,
+# not changed in place since, from this context) contracts over the normalised dimension, i.e.
+# it is ``weights @ values``: its backward treats the weights as constants (softened by T), so the
+# gradient flows through the values only. Every other softmax and matmul runs untouched.
+_SOFTMAX_OPS = (F.softmax, torch.softmax, torch.Tensor.softmax)
+_MATMUL_OPS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm,
+               torch.Tensor.bmm)
+_WEIGHTS_TAG = "_whiteboxdl_attention_weights"
+
+
+def _softmax(mode, func, args, kwargs):
+    out = func(*args, **kwargs)
+    if not isinstance(out, Tensor) or out.ndim < 2 or not wants_grad(out):
+        return out
+    b = bind(("input", "dim"), args, kwargs)
+    dim = b.get("dim")
+    if not isinstance(dim, int) or dim % out.ndim != out.ndim - 1:
+        return out
+    temperature = mode.settings.attention_temperature
+    soft = None if temperature == 1.0 else \
+        torch.softmax(b["input"].detach() / temperature, dim=-1, dtype=out.dtype)
+    setattr(out, _WEIGHTS_TAG, (weakref.ref(mode), out._version, soft))
+    return out
+
+
+def attention_weights_of(mode, tensor: object) -> Optional[Tensor]:
+    """The constant (softened) weights if ``tensor`` is a softmax output tagged by ``mode``
+    and unchanged since, else ``None``."""
+    if not isinstance(tensor, Tensor):
+        return None
+    tag = getattr(tensor, _WEIGHTS_TAG, None)
+    if tag is None or tag[0]() is not mode or tag[1] != tensor._version:
+        return None
+    return tag[2] if tag[2] is not None else tensor.detach()
+
+
+def _matmul(mode, func, args, kwargs):
+    if len(args) != 2 or kwargs or not all(isinstance(a, Tensor) for a in args) \
+            or not wants_grad(*args):
+        return func(*args, **kwargs)
+    weights, values = args
+    soft = attention_weights_of(mode, weights)
+    if soft is None:
+        return func(*args)
+    return WeightsConstantMatmul.apply(weights, values, soft, func)
+
+
+def _dropout(mode, func, args, kwargs):
+    b = bind(("input", "p", "training", "inplace"), args, kwargs)
+    if attention_weights_of(mode, b["input"]) is not None and b.get("p", 0.5) > 0 \
+            and b.get("training", True):
+        raise ValueError("the attention rule needs attention dropout off (call model.eval())")
+    return func(*args, **kwargs)
+
+
+class WeightsConstantMatmul(torch.autograd.Function):
+    """``op(weights, v)`` (the original matmul/bmm) whose backward treats ``weights`` as the
+    constant ``soft``: ``v`` gets ``soft^T @ grad`` (summed over broadcast dimensions), the
+    weights nothing."""
 
     @staticmethod
-    def forward(ctx, weights, v, soft_weights):  # type: ignore[override]
-        out = original_op(lambda: torch.bmm(weights, v))
-        ctx.save_for_backward(soft_weights)
+    def forward(ctx, weights, v, soft, op):  # type: ignore[override]
+        out = original_op(lambda: op(weights, v))
+        ctx.save_for_backward(soft)
+        ctx.v_shape = v.shape
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (soft,) = ctx.saved_tensors
-        return None, soft.transpose(-2, -1) @ grad, None
+        shape = ctx.v_shape
+        if len(shape) == 1:                                  # weights @ vector
+            grad_v = (soft * grad.unsqueeze(-1)).reshape(-1, shape[0]).sum(0)
+        else:
+            grad_v = soft.transpose(-2, -1).to(grad.dtype) @ grad
+            grad_v = grad_v.sum_to_size(shape) if grad_v.shape != shape else grad_v
+        return None, grad_v, None, None
 
 
 class _MultiheadAttentionWeights(TorchFunctionMode):
-    """Active only inside ``F.multi_head_attention_forward``: the explicit-weights path computes
-    ``softmax(scores)`` then ``bmm(weights, v)``; the weights become constants (softened by T)."""
+    """Active only inside ``F.multi_head_attention_forward``: its explicit-weights path computes
+    ``softmax(scores)`` then ``bmm(weights, v)``, handled by the rules above."""
 
     def __init__(self, outer):
         super().__init__()
         self.outer = outer
-        self.soft: dict[int, tuple[Tensor, Tensor]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             return _sdpa(self.outer, func, args, kwargs)
-        if func is F.dropout and (args[1] if len(args) > 1 else kwargs.get("p", 0.5)) > 0 \
-                and (args[2] if len(args) > 2 else kwargs.get("training", True)):
-            raise ValueError("the attention rule needs attention dropout off (call model.eval())")
-        out = func(*args, **kwargs)
-        if func is F.softmax:
-            scores = args[0] if args else kwargs["input"]
-            temperature = self.outer.settings.attention_temperature
-            soft = out if temperature == 1.0 else torch.softmax(scores / temperature, dim=-1)
-            self.soft[id(out)] = (out, soft.detach())
-        elif func is torch.bmm and args and id(args[0]) in self.soft \
-                and self.soft[id(args[0])][0] is args[0]:
-            return _WeightsConstantBmm.apply(args[0], args[1], self.soft[id(args[0])][1])
-        return out
+        for ops, handler in ((_SOFTMAX_OPS, _softmax), (_MATMUL_OPS, _matmul),
+                             ((F.dropout,), _dropout)):
+            if any(func is op for op in ops):
+                return handler(self.outer, func, args, kwargs)
+        return func(*args, **kwargs)
 
 
 def _attention_inputs(generator: torch.Generator) -> tuple[Tensor, ...]:
@@ -290,16 +417,22 @@ def _attention_reference(inputs, grad, T: Optional[float]):
     return torch.zeros_like(q), torch.zeros_like(k), weights.transpose(-2, -1) @ grad
 
 
+_ATTENTION_HANDLERS: dict[Callable, Callable] = {
+    F.scaled_dot_product_attention: _sdpa, F.multi_head_attention_forward: _mha,
+    F.dropout: _dropout, **{op: _softmax for op in _SOFTMAX_OPS},
+    **{op: _matmul for op in _MATMUL_OPS}}
+
 ATTENTION = register_rule(Rule(
     "attention", (F.scaled_dot_product_attention, F.multi_head_attention_forward),
-    lambda mode, func, args, kwargs: (_mha if func is F.multi_head_attention_forward
-                                      else _sdpa)(mode, func, args, kwargs),
+    lambda mode, func, args, kwargs: _ATTENTION_HANDLERS[func](mode, func, args, kwargs),
     (temperature_option("attention_temperature", 1.0, "softening of the attention weights"),),
-    description="attention: weights softened by T and constant in backward (later revision); "
-                "the gradient flows through the values",
+    description="attention (fused scaled_dot_product_attention, nn.MultiheadAttention, and "
+                "softmax(scores, -1) @ v written out): weights softened by T and constant in "
+                "backward (later revision); the gradient flows through the values",
     example=RuleExample(_attention_inputs, F.scaled_dot_product_attention, _attention_reference,
                         lambda inputs, grad: _attention_reference(inputs, grad, None),
-                        cold_is_vanilla=False)))
+                        cold_is_vanilla=False),
+    companion_ops=(*_SOFTMAX_OPS, *_MATMUL_OPS, F.dropout)))
 
-__all__ = ["RELU", "MAXPOOL", "SILU", "GELU", "LAYERNORM", "ATTENTION", "POOL_DIMS", "bind",
+__all__ = ["RELU", "RELU6", "MAXPOOL", "SILU", "GELU", "LAYERNORM", "ATTENTION", "POOL_DIMS", "bind",
            "first_arg", "wants_grad"]

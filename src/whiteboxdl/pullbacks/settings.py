@@ -12,7 +12,7 @@ Example
 >>> from whiteboxdl.pullbacks.settings import PullbackSettings
 >>> s = PullbackSettings(temperature=0.5)
 >>> s.temperature, s.maxpool_temperature, s.rules
-(0.5, 0.3, ('relu', 'maxpool'))
+(0.5, 0.3, ('relu', 'maxpool', 'relu6'))
 >>> s.replace(rules="all").rules[-1]
 'attention'
 >>> PullbackSettings(temprature=0.5)
@@ -57,7 +57,7 @@ class PullbackSettings:
     Parameters
     ----------
     rules : names of the active rules, ``"all"``, or ``None`` for the defaults
-        (``("relu", "maxpool")``: the paper's ReLU networks with max-pooling).
+        (``("relu", "maxpool", "relu6")``: ReLU / ReLU6 networks with max-pooling).
     gate : ``"sigmoid"`` (``sigmoid(z/T)``, the paper) or ``"normal"`` (``Phi(z/T)``, the later
         revision), or a callable ``gate(z, T)``; used by the ReLU-family rules.
     recompute : recompute pre-activations made by eval-mode BatchNorm (and residual sums of them)
@@ -65,6 +65,7 @@ class PullbackSettings:
     unhandled : a known nonlinearity that runs without an active rule ``"warn"``\\ s once per
         context (default), is ``"ignore"``\\ d or raises (``"error"``).
     **options : every registered rule's options, e.g. ``temperature`` (ReLU, 0.3),
+        ``relu6_temperature``, ``relu6_scale`` (``"fixed"`` or ``"channel"``),
         ``maxpool_temperature`` (0.3), ``maxpool_rule`` (``"smoothmax"`` or ``"detached"``),
         ``silu_temperature`` (1.6), ``gelu_temperature`` (1.0), ``attention_temperature`` (1.0);
         :meth:`keywords` lists them all.

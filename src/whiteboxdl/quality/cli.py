@@ -58,9 +58,11 @@ def register(subparsers) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that define a run (``RunConfig``), shared by evaluate and sweep."""
     parser.add_argument("--model", required=True,
-                        help="mnist-cnn, fashion-mnist-cnn, a model file (.pt) or a torchvision "
-                             "name (e.g. resnet50; weights must be present)")
-    parser.add_argument("--data", required=True, help="mnist, fashion-mnist or imagefolder:PATH")
+                        help="mnist-cnn, fashion-mnist-cnn, efficientnet_lite0/1/2, a model file "
+                             "(.pt) or a torchvision name (e.g. resnet50; weights must be present)")
+    parser.add_argument("--data", required=True,
+                        help="mnist, fashion-mnist, imagefolder:PATH (class sub-folders) or "
+                             "csv:PATH (a folder with labels.csv: file,class_index)")
     parser.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
     parser.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
     parser.add_argument("--metrics", default="all", help="comma-separated names or 'all'")

@@ -150,7 +150,20 @@ def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None
         x = torch.cat([load(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
         y = torch.tensor([folder.samples[i][1] for i in idx])
         return x, y, x, y
-    raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist or imagefolder:PATH")
+    if spec.startswith("csv:"):
+        from whiteboxdl.data.imagenet import read_labels_csv
+        from whiteboxdl.data.images import preprocess
+
+        rows = read_labels_csv(spec.partition(":")[2])
+        if n > len(rows):
+            raise ValueError(f"--n {n} exceeds the {len(rows)} images in {spec.partition(':')[2]}")
+        load = contract.load if contract is not None else preprocess
+        idx = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
+        x = torch.cat([load(rows[i][0]) for i in tqdm(idx, desc="images")])
+        y = torch.tensor([rows[i][1] for i in idx])
+        return x, y, x, y
+    raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist, imagefolder:PATH or "
+                     "csv:PATH")
 
 
 def load_task(config: RunConfig) -> Task:
