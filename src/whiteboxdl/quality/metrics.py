@@ -10,23 +10,23 @@ very same perturbations.
 Conventions follow Quantus unless the spec says otherwise: raw logits (no softmax), attributions
 not normalised (the correlations are scale-invariant), Monotonicity Correlation on ``|a|``.
 
-=========================  ===  ======================================================================
-metric                     dir  what it measures
-=========================  ===  ======================================================================
-``infidelity``             ↓    Captum infidelity with optimal scaling β; noise patches (spec: 112 and
-                                56 px on 224 px, here scaled to the image: side/2 and side/4), 5
-                                repeats each; a patch is replaced by uniform noise over the domain
-``faithfulness_correlation`` ↑  Pearson(Σ a over patch, f(x) − f(x with patch → baseline)) over the
-                                4×4 grid of patches (spec: 16 patches of 56² on 224²)
-``faithfulness_estimate``  ↑    Pearson over steps of the ``features_in_step`` most relevant pixels
-``monotonicity_correlation`` ↑  Spearman(Σ|a| per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
-                                probability, steps in ascending order of |a|, uniform replacement
-``max_sensitivity``        ↓    max over ``nr_samples`` noise draws (radius 0.02·half-range) of
-                                ‖a(x+δ) − a(x)‖ / ‖a(x)‖
-``random_logit``           ↓    SSIM (Quantus: 1-D, window 7, on the flattened maps, each normalised
-                                by its max |a|) between the explanation of the target and of a
-                                random other class
-=========================  ===  ======================================================================
+============================  ===  ======================================================================
+metric                        dir  what it measures
+============================  ===  ======================================================================
+``infidelity``                ↓    Captum infidelity with optimal scaling β; noise patches (spec: 112 and
+                                   56 px on 224 px, here scaled to the image: side/2 and side/4), 5
+                                   repeats each; a patch is replaced by uniform noise over the domain
+``faithfulness_correlation``  ↑    Pearson(Σ a over patch, f(x) − f(x with patch → baseline)) over the
+                                   4×4 grid of patches (spec: 16 patches of 56² on 224²)
+``faithfulness_estimate``     ↑    Pearson over steps of the ``features_in_step`` most relevant pixels
+``monotonicity_correlation``  ↑    Spearman(Σ ``|a|`` per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
+                                   probability, steps in ascending order of ``|a|``, uniform replacement
+``max_sensitivity``           ↓    max over ``nr_samples`` noise draws (radius 0.02·half-range) of
+                                   ‖a(x+δ) − a(x)‖ / ‖a(x)‖
+``random_logit``              ↓    SSIM (Quantus: 1-D, window 7, on the flattened maps, each normalised
+                                   by its max ``|a|``) between the explanation of the target and of a
+                                   random other class
+============================  ===  ======================================================================
 
 Example
 -------
