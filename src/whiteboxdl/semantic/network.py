@@ -22,10 +22,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from whiteboxdl.semantic.layers import AffineSemantic, ConvSemantic, Logical, TwoStep
+from whiteboxdl.semantic.layers import (AffineSemantic, ConvSemantic, Logical, PosedLogical,
+                                        TwoStep)
 
-#: Affine features per class (one logical block each).
+#: Affine features per class (one logical block each) of the paper's design.
 FEATURES_PER_CLASS = 4
+
+#: Logical layers: ``"roll"`` (the paper's :class:`Logical`) or ``"poses"`` (:class:`PosedLogical`).
+LOGICAL = ("roll", "poses")
 
 
 class SemanticNetwork(nn.Module):
@@ -33,25 +37,46 @@ class SemanticNetwork(nn.Module):
 
     ``two_step=False`` / ``conv=False`` drop a layer (its input passes through unchanged), for
     ablations. ``class_names`` label the logits (e.g. ``("3", "5")``). ``pose_convention`` says how
-    the affine poses act (see :data:`~whiteboxdl.semantic.samplers.POSE_CONVENTIONS`).
+    the affine poses act (see :data:`~whiteboxdl.semantic.samplers.POSE_CONVENTIONS`). The other
+    arguments size the layers (defaults: the paper's): ``features_per_class`` affine features per
+    class, each in ``affine_poses`` poses of a ``feature_size`` template (initial translations
+    N(0, ``translation_std``^2) pixels); ``conv_kernels`` base kernels pooled into channels as
+    ``conv_channels`` says (``"one"``, ``"kernel"`` or ``"orientation"`` with ``orientations``
+    bins, see :class:`ConvSemantic`); ``logical`` one of :data:`LOGICAL`, with
+    ``logical_poses`` poses per class for ``"poses"``.
     """
 
     def __init__(self, n_classes: int = 2, two_step: bool = True, conv: bool = True,
                  class_names: Sequence[str] | None = None, image_size: int = 28,
-                 pose_convention: str = "warp"):
+                 pose_convention: str = "warp", features_per_class: int = FEATURES_PER_CLASS,
+                 affine_poses: int = 32, feature_size: int = 20, translation_std: float = 1.0,
+                 conv_kernels: int = 2, conv_channels: str = "one", orientations: int = 4,
+                 logical: str = "roll", logical_poses: int = 4):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         names = tuple(str(c) for c in (class_names or range(n_classes)))
         if len(names) != n_classes:
             raise ValueError(f"{len(names)} class names for {n_classes} classes: {names}")
+        if logical not in LOGICAL:
+            raise ValueError(f"unknown logical layer {logical!r}; choose one of {list(LOGICAL)}")
+        if features_per_class < 1:
+            raise ValueError(f"features_per_class must be >= 1, got {features_per_class}")
         self.class_names = names
         self.image_size = int(image_size)
         self.two_step = TwoStep() if two_step else None
-        self.conv = ConvSemantic() if conv else None
-        self.affine = AffineSemantic(n_features=FEATURES_PER_CLASS * n_classes,
-                                     image_size=image_size, pose_convention=pose_convention)
-        self.logical = Logical(n_classes=n_classes, block_size=FEATURES_PER_CLASS)
+        self.conv = ConvSemantic(n_kernels=conv_kernels, channels=conv_channels,
+                                 n_orientations=orientations) if conv else None
+        channels = self.conv.out_channels if conv else 1
+        self.affine = AffineSemantic(n_features=features_per_class * n_classes,
+                                     n_poses=affine_poses, feature_size=feature_size,
+                                     image_size=image_size, pose_convention=pose_convention,
+                                     in_channels=channels, translation_std=translation_std)
+        if logical == "roll":
+            self.logical = Logical(n_classes=n_classes, block_size=features_per_class)
+        else:
+            self.logical = PosedLogical(n_classes=n_classes, block_size=features_per_class,
+                                        n_poses=logical_poses)
 
     @property
     def n_classes(self) -> int:
@@ -75,26 +100,67 @@ class SemanticNetwork(nn.Module):
         return self.logical(self.affine(self.features(x)))
 
 
+#: Named designs for :func:`semantic_mnist`'s ``arch``: the layer sizes each one sets (explicit
+#: keyword arguments override them). ``"poc"`` is the paper's network.
+ARCHS: dict[str, dict] = {
+    "poc": {},
+}
+
+#: Size arguments of :func:`semantic_mnist` with their type and inclusive bounds (model files
+#: carry them, so they are validated).
+SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
+    "features_per_class": (int, 1, 64),
+    "affine_poses": (int, 1, 256),
+    "feature_size": (int, 4, 28),
+    "translation_std": (float, 0.0, 10.0),
+    "conv_kernels": (int, 1, 32),
+    "conv_channels": (str, None, None),
+    "orientations": (int, 1, 16),
+    "logical": (str, None, None),
+    "logical_poses": (int, 1, 64),
+}
+
+
 def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
-                   conv: bool = True, pose_convention: str = "warp") -> SemanticNetwork:
-    """The paper's MNIST semantic-feature network for ``digits`` (logit ``i`` = ``digits[i]``).
+                   conv: bool = True, pose_convention: str = "warp", arch: str = "poc",
+                   **sizes) -> SemanticNetwork:
+    """The MNIST semantic-feature network for ``digits`` (logit ``i`` = ``digits[i]``).
 
     Parameters
     ----------
     digits : the classes, 2 to 10 distinct digits; ``(3, 5)`` gives the 4,810-parameter PoC.
     two_step, conv : keep the two-step / convolutional layer (``False`` for ablations).
     pose_convention : ``"warp"`` (the reference code's) or ``"sample"`` (``grid_sample``'s).
+    arch : a named design of :data:`ARCHS` (``"poc"``: the paper's layer sizes, 4 affine features
+        per class).
+    **sizes : override the design's layer sizes, any of :data:`SIZE_BOUNDS` (see
+        :class:`SemanticNetwork`).
 
     Example
     -------
     >>> semantic_mnist(range(10)).n_classes
     10
+    >>> semantic_mnist(range(10), features_per_class=8).affine.features.shape
+    torch.Size([80, 20, 20])
     """
     digits = [int(d) for d in digits]
     if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be 2 to 10 distinct values in 0..9, got {digits}")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
+    for name, value in sizes.items():
+        if name not in SIZE_BOUNDS:
+            raise ValueError(f"unknown semantic_mnist argument {name!r}; size arguments: "
+                             f"{', '.join(SIZE_BOUNDS)}")
+        kind, low, high = SIZE_BOUNDS[name]
+        ok = isinstance(value, kind) and not isinstance(value, bool) or \
+            (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok or (low is not None and not low <= value <= high):
+            bounds = f" in [{low}, {high}]" if low is not None else ""
+            raise ValueError(f"{name} must be a {kind.__name__}{bounds}, got {value!r}")
     return SemanticNetwork(n_classes=len(digits), two_step=two_step, conv=conv,
-                           class_names=[str(d) for d in digits], pose_convention=pose_convention)
+                           class_names=[str(d) for d in digits], pose_convention=pose_convention,
+                           **{**ARCHS[arch], **sizes})
 
 
 @torch.no_grad()

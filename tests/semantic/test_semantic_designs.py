@@ -1,0 +1,197 @@
+"""Ten-digit design options: grouped conv max, orientation / kernel channels, multi-channel affine
+features, learnable logical poses, and the builder's size arguments, against plain references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from whiteboxdl.semantic.layers import (AffineSemantic, ConvSemantic, PosedLogical, conv_max,
+                                        orientation_groups)
+from whiteboxdl.semantic.network import SIZE_BOUNDS, semantic_mnist
+from whiteboxdl.semantic.samplers import AffinePoses
+
+
+def _grouped_reference(x, w, groups):
+    """Plain conv2d over all kernels, reshaped into groups, max with autograd."""
+    k = w.shape[0]
+    out = F.conv2d(x, w, padding=w.shape[-1] // 2)
+    out = out.view(out.shape[0], groups, k // groups, *out.shape[-2:])
+    value, index = out.max(dim=2)
+    return value, index + (torch.arange(groups) * (k // groups)).view(1, groups, 1, 1)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 6])
+def test_grouped_conv_max_equals_conv2d_in_value_index_and_gradient(groups):
+    torch.manual_seed(groups)
+    x = torch.randn(3, 2, 7, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    value, index = conv_max(x, w, groups=groups)
+    ref, ref_index = _grouped_reference(x, w, groups)
+    torch.testing.assert_close(value, ref)
+    assert torch.equal(index, ref_index)
+    # a sparse upstream gradient (as after the layer's ReLU) on the no-index training path
+    upstream = torch.randn_like(ref) * (torch.rand_like(ref) > 0.6)
+    value = conv_max(x, w, return_index=False, groups=groups)[0]
+    ours = torch.autograd.grad((value * upstream).sum(), (x, w))
+    theirs = torch.autograd.grad((ref * upstream).sum(), (x, w))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_grouped_conv_max_passes_gradcheck_and_rejects_bad_groups():
+    torch.manual_seed(7)
+    x = torch.randn(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: conv_max(a, b, groups=2)[0], (x, w),
+                                    fast_mode=True)
+    with pytest.raises(ValueError, match="groups must divide"):
+        conv_max(x, w, groups=3)
+
+
+def test_orientation_groups_partition_the_posed_kernels_by_orientation():
+    groups = orientation_groups(3, 32, 4)
+    assert groups.shape == (4, 24)
+    assert sorted(groups.reshape(-1).tolist()) == list(range(96))  # every posed kernel once
+    rotation = groups % 32
+    for b in range(4):
+        rots = set(rotation[b].tolist())
+        assert all((r + 16) % 32 in rots for r in rots), "r and r + 180 deg share a bin"
+        # its orientations (rotation mod 180 deg, in steps of 11.25 deg) are 4 cyclically
+        # consecutive ones, i.e. one 45-degree bin
+        orient = {r % 16 for r in rots}
+        start = next(o for o in orient if (o - 1) % 16 not in orient)
+        assert orient == {(start + i) % 16 for i in range(4)}
+    with pytest.raises(ValueError, match="multiple of 2"):
+        orientation_groups(2, 32, 5)
+
+
+@pytest.mark.parametrize("channels", ["kernel", "orientation"])
+def test_conv_semantic_channels_equal_explicit_group_maxima(channels):
+    torch.manual_seed(8)
+    layer = ConvSemantic(n_kernels=3, channels=channels, n_orientations=4).double()
+    x = (torch.rand(2, 1, 11, 11, dtype=torch.float64) * 2 - 1).requires_grad_()
+    out, pose = layer(x, return_pose=True)
+    full = F.conv2d(x, layer.posed_kernels().reshape(96, 1, 5, 5), padding=2)
+    groups = (torch.arange(96).view(3, 32) if channels == "kernel"
+              else orientation_groups(3, 32, 4))
+    ref = torch.stack([full[:, g].max(1).values for g in groups], 1)
+    ref_pose = torch.stack([g[full[:, g].max(1).indices] for g in groups], 1)
+    torch.testing.assert_close(out, F.relu(ref / 5))
+    assert torch.equal(pose, ref_pose) and out.shape == (2, layer.out_channels, 11, 11)
+    upstream = torch.randn_like(out)
+    ours = torch.autograd.grad((layer(x) * upstream).sum(), (x, layer.kernels))
+    theirs = torch.autograd.grad((F.relu(ref / 5) * upstream).sum(), (x, layer.kernels))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_affine_poses_warp_every_channel_like_a_single_channel_feature():
+    torch.manual_seed(9)
+    poses = AffinePoses(n_features=3, n_poses=5, translation_std=2.0)
+    base = torch.randn(3, 2, 12, 12)
+    both = poses(base)
+    assert both.shape == (3, 5, 2, 12, 12)
+    for c in range(2):
+        torch.testing.assert_close(both[:, :, c], poses(base[:, c]))
+
+
+def test_multichannel_affine_semantic_equals_explicit_matching():
+    torch.manual_seed(10)
+    layer = AffineSemantic(n_features=3, n_poses=4, feature_size=6, image_size=10, in_channels=2)
+    posed = layer.posed_features().detach()
+    assert posed.shape == (3, 4, 2, 10, 10)
+    torch.testing.assert_close(posed.flatten(2).norm(dim=2), torch.ones(3, 4))
+    x = torch.rand(5, 2, 10, 10)
+    out, pose = layer(x, return_pose=True)
+    for b in range(5):
+        for f in range(3):
+            scores = [float((x[b] * posed[f, p]).sum()) for p in range(4)]
+            assert out[b, f].item() == pytest.approx(max(0.0, max(scores)), abs=1e-5)
+            assert pose[b, f].item() == max(range(4), key=scores.__getitem__)
+    layer(x).sum().backward()
+    assert layer.features.grad.abs().sum() > 0 and layer.poses.theta.grad.abs().sum() > 0
+    with torch.no_grad():
+        layer.features.mul_(4.0)
+    layer.regularize_()
+    torch.testing.assert_close(layer.features.flatten(1).norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        layer(torch.rand(5, 1, 10, 10))
+
+
+def test_posed_logical_equals_max_of_dot_products_with_dense_gradients():
+    torch.manual_seed(11)
+    layer = PosedLogical(n_classes=3, block_size=2, n_poses=5)
+    w0 = layer.weight.detach().clone()
+    # init: pose r of class j is the roll r mod 2 of the paper's init
+    for j in range(3):
+        for r in range(5):
+            expected = torch.full((6,), -0.1)
+            expected[2 * j + r % 2] = 0.4
+            torch.testing.assert_close(w0[j, r], expected)
+    with torch.no_grad():
+        layer.weight.normal_()
+    w = layer.weight.detach()
+    x = torch.rand(4, 6)
+    logits, pose = layer(x, return_pose=True)
+    for b in range(4):
+        for j in range(3):
+            dots = [float(x[b] @ w[j, r]) for r in range(5)]
+            assert logits[b, j].item() == pytest.approx(max(dots), abs=1e-6)
+            assert pose[b, j].item() == max(range(5), key=dots.__getitem__)
+    logits.sum().backward()
+    grad = layer.weight.grad
+    # exactly the winning pose of each (sample, class) gets the gradient x
+    expected = torch.zeros_like(grad)
+    for b in range(4):
+        for j in range(3):
+            expected[j, pose[b, j]] += x[b]
+    torch.testing.assert_close(grad, expected)
+    with pytest.raises(ValueError, match="x must be"):
+        layer(torch.rand(2, 5))
+
+
+@pytest.mark.parametrize("sizes", [
+    {},
+    {"features_per_class": 3, "affine_poses": 6},
+    {"conv_kernels": 2, "conv_channels": "orientation", "orientations": 2, "affine_poses": 4},
+    {"conv_kernels": 3, "conv_channels": "kernel", "logical": "poses", "logical_poses": 3},
+])
+def test_ten_digit_variants_are_batch_independent_and_keep_constraints(sizes):
+    torch.manual_seed(12)
+    model = semantic_mnist(range(10), **sizes).eval()
+    x = torch.rand(6, 1, 28, 28)
+    together = model(x)
+    alone = torch.cat([model(x[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    F.cross_entropy(model(x), torch.arange(6)).backward()
+    opt.step()
+    from whiteboxdl.models.training import regularize
+
+    regularize(model)
+    torch.testing.assert_close(model.conv.kernels.flatten(1).norm(dim=1),
+                               torch.ones(model.conv.kernels.shape[0]))
+    torch.testing.assert_close(model.affine.features.flatten(1).norm(dim=1),
+                               torch.ones(model.affine.features.shape[0]))
+    assert 0.01 <= model.two_step.t[0] <= 0.49 and model.two_step.scales.min() >= 0.001
+
+
+def test_semantic_mnist_validates_size_arguments_and_arch():
+    with pytest.raises(ValueError, match="unknown arch"):
+        semantic_mnist(range(10), arch="huge")
+    with pytest.raises(ValueError, match="unknown semantic_mnist argument 'width'"):
+        semantic_mnist(range(10), width=3)
+    with pytest.raises(ValueError, match=r"features_per_class must be a int in \[1, 64\]"):
+        semantic_mnist(range(10), features_per_class=0)
+    with pytest.raises(ValueError, match="must be a int"):
+        semantic_mnist(range(10), affine_poses=True)
+    with pytest.raises(ValueError, match="unknown conv channels"):
+        semantic_mnist(range(10), conv_channels="many")
+    with pytest.raises(ValueError, match="unknown logical"):
+        semantic_mnist(range(10), logical="and")
+    model = semantic_mnist(range(10), translation_std=2)  # an int for a float is fine
+    assert model.affine.features.shape == (40, 20, 20)
+    assert set(SIZE_BOUNDS) >= {"features_per_class", "conv_channels", "logical"}
