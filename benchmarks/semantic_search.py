@@ -33,10 +33,29 @@ VARIANTS: dict[str, dict] = {
     "lposes8": {"model": {"logical": "poses", "logical_poses": 8}},
     "noise-p1": {"noise": {"p": 1.0}},
     "ep30-cos": {"config": {"epochs": 30, "schedule": "cosine"}},
+    "tm0.1": {"model": {"threshold_margin": 0.1}},
+    "tm0.15": {"model": {"threshold_margin": 0.15}},
+    "tm0.02": {"model": {"threshold_margin": 0.02}},
+    "parts": {"model": {"feature_size": 14, "translation_std": 3.0, "features_per_class": 8,
+                        "logical": "poses", "logical_poses": 4}},
+    "noise-sign": {"noise": {"kind": "sign", "mean": 0.0, "std": 0.3}},
+    "noise-std0.35": {"noise": {"std": 0.35}},
+    "noise-p1-std0.3": {"noise": {"p": 1.0, "std": 0.3}},
 }
 
 
-def evaluate_variant(name: str, out: Path, attack_n: int, steps: int, eps: float) -> dict:
+def _snapshot(run: Path, digits, model_kwargs: dict):
+    """The model of the last finished epoch of a run stopped early (its ``checkpoint.pt``)."""
+    from whiteboxdl.semantic.network import semantic_mnist
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    model = semantic_mnist(digits, **model_kwargs)
+    model.load_state_dict(state["model"])
+    return model.eval(), state["history"]
+
+
+def evaluate_variant(name: str, out: Path, attack_n: int, steps: int, eps: float,
+                     snapshot: bool = False) -> dict:
     from whiteboxdl.data.mnist import digit_subset
     from whiteboxdl.models.checkpoint import load_model
     from whiteboxdl.models.training import TrainConfig, evaluate_accuracy
@@ -51,12 +70,17 @@ def evaluate_variant(name: str, out: Path, attack_n: int, steps: int, eps: float
     model_kwargs, noise_kwargs = spec.get("model", {}), spec.get("noise", {})
     digits, n_val = spec.get("digits", list(range(10))), spec.get("validation", 5000)
     config = TrainConfig(**{**RECIPE.__dict__, **spec.get("config", {})})
-    if not (run / "model.pt").is_file():
+    if snapshot and not (run / "model.pt").is_file():
+        model, history = _snapshot(run, digits, model_kwargs)
+        summary = {"config": torch.load(run / "checkpoint.pt", weights_only=True)["config"],
+                   "history": history}
+    elif not (run / "model.pt").is_file():
         train_semantic(digits, config, model_kwargs=model_kwargs,
                        noise=noise_kwargs is not None, noise_kwargs=noise_kwargs or None,
                        validation=n_val, adv_check=500, adv_steps=10, out_dir=run)
-    summary = json.loads((run / "summary.json").read_text())
-    model = load_model(run / "model.pt")
+    if not snapshot or (run / "model.pt").is_file():
+        summary = json.loads((run / "summary.json").read_text())
+        model = load_model(run / "model.pt")
     _, val = validation_split(digit_subset(digits, "train"), n_val)
     _, clean = evaluate_accuracy(model, *val)
     xa, ya = fixed_subset(*val, n=attack_n)
@@ -68,6 +92,7 @@ def evaluate_variant(name: str, out: Path, attack_n: int, steps: int, eps: float
            "attack_n": attack_n, "steps": steps, "eps": eps,
            "attack_seconds": time.perf_counter() - t0,
            "train_minutes": sum(h["epoch_seconds"] for h in summary["history"]) / 60,
+           "epochs_trained": len(summary["history"]),
            "history": summary["history"]}
     done.write_text(json.dumps(res, indent=1))
     return res
@@ -80,7 +105,8 @@ def table(out: Path) -> str:
     for f in sorted(out.glob("*/eval.json"), key=lambda p: p.stat().st_mtime):
         r = json.loads(f.read_text())
         rows.append([r["name"], f"{r['val_clean_acc']:.2%}", f"{r['apgd_ce_acc']:.2%}",
-                     f"{r['params']:,}", r["config"]["epochs"], f"{r['train_minutes']:.1f}"])
+                     f"{r['params']:,}", f"{r.get('epochs_trained', r['config']['epochs'])}"
+                     f"/{r['config']['epochs']}", f"{r['train_minutes']:.1f}"])
     return markdown_table(["variant", "val clean (5,000)", "val APGD-CE-100 (1,000)", "params",
                            "epochs", "train min"], rows)
 
@@ -93,11 +119,13 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="evaluate the last finished epoch of runs that were stopped early")
     parser.add_argument("--out", type=Path, default=Path("runs/search"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.variants:
-        r = evaluate_variant(name, args.out, args.attack_n, args.steps, args.eps)
+        r = evaluate_variant(name, args.out, args.attack_n, args.steps, args.eps, args.snapshot)
         print(f"{name}: val clean {r['val_clean_acc']:.2%}, APGD-CE {r['apgd_ce_acc']:.2%}, "
               f"{r['params']} params, {r['train_minutes']:.1f} min", flush=True)
     if args.table or not args.variants:

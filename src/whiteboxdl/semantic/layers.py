@@ -100,12 +100,16 @@ class TwoStep(nn.Module):
     """
 
     def __init__(self, a: tuple[float, float] = (0.5, 0.5), t: tuple[float, float] = (0.25, 0.75),
-                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1)):
+                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1), margin: float = 0.49):
         super().__init__()
         if len(a) != 2 or len(t) != 2 or len(scales) != 4:
             raise ValueError(f"need 2 heights a, 2 thresholds t and 4 scales, got {a}, {t}, {scales}")
+        if not 0.01 <= margin <= 0.49:
+            raise ValueError(f"threshold margin must be in [0.01, 0.49], got {margin}")
+        self.margin = float(margin)
         self.a = nn.Parameter(torch.tensor(a, dtype=torch.float32))
         self.t = nn.Parameter(torch.tensor(t, dtype=torch.float32))
+        self._clip_thresholds()
         self.scales = nn.Parameter(torch.tensor(scales, dtype=torch.float32))
 
     def piece_coefficients(self) -> tuple[torch.Tensor, ...]:
@@ -126,11 +130,18 @@ class TwoStep(nn.Module):
         return _PiecewiseSoftsign.apply(2 * x - 1, *self.piece_coefficients())
 
     @torch.no_grad()
+    def _clip_thresholds(self) -> None:
+        self.t[0].clamp_(0.5 - self.margin, 0.49)
+        self.t[1].clamp_(0.51, 0.5 + self.margin)
+
+    @torch.no_grad()
     def regularize_(self) -> None:
-        """Clip: a in [0.01,0.99], t0 in [0.01,0.49], t1 in [0.51,0.99], scales in [0.001,2]."""
+        """Clip: a in [0.01,0.99], t0 in [0.5-margin,0.49], t1 in [0.51,0.5+margin], scales in
+        [0.001,2] (the paper's ranges with the default ``margin`` 0.49; a smaller margin keeps
+        both thresholds near 0.5, so fewer pixels lie within eps of one; the initial thresholds
+        are clipped the same way)."""
         self.a.clamp_(0.01, 0.99)
-        self.t[0].clamp_(0.01, 0.49)
-        self.t[1].clamp_(0.51, 0.99)
+        self._clip_thresholds()
         self.scales.clamp_(0.001, 2.0)
 
 
