@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict] = {
                         "logical": "poses", "logical_poses": 4}},
     "noise-sign": {"noise": {"kind": "sign", "mean": 0.0, "std": 0.3}},
     "noise-std0.35": {"noise": {"std": 0.35}},
+    "cap0.5": {"model": {"conv_cap": 0.5}},
+    "cap0.3": {"model": {"conv_cap": 0.3}},
     "noise-p1-std0.3": {"noise": {"p": 1.0, "std": 0.3}},
 }
 

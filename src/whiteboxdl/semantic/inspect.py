@@ -166,14 +166,15 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, axes = new_figure(1, 2, size=(10, 3.8))
     ax_loss, ax_acc = axes[0]
-    for key, style in (("train_loss", "-"), ("test_loss", "--")):
+    for key, style in (("train_loss", "-"), ("test_loss", "--"), ("val_loss", "--")):
         if key in history[0]:
             ax_loss.plot(epochs, [h[key] for h in history], style, marker="o", ms=3, label=key)
     acc_keys = [k for k in history[0] if k.endswith("_acc")]
     for key in acc_keys:
         ax_acc.plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (apgd*: robust on a fixed subset)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy",
+               title="Accuracy (apgd*: robust on a fixed subset; val_*: validation split)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -289,8 +289,10 @@ class ConvSemantic(nn.Module):
 
     ``n_kernels`` base kernels ``size x size`` (init: centre 1 + N(0, 0.1^2), L2-normalised), each
     in ``n_rotations`` fixed rotations (``k * 360/n_rotations`` degrees, bilinear, zero padding),
-    every posed kernel L2-normalised. Output: ``relu(max (x * g) / divisor)`` over a group of
-    posed kernels ``g``, same spatial size; ``channels`` (one of :data:`CONV_CHANNELS`) says which:
+    every posed kernel L2-normalised. Output: ``m = relu(max (x * g) / divisor)`` over a group of
+    posed kernels ``g``, same spatial size (with ``cap > 0`` saturated smoothly as
+    ``cap * tanh(m / cap)``, so a clear stroke reads as "present" however well it matches);
+    ``channels`` (one of :data:`CONV_CHANNELS`) says which:
 
     * ``"one"`` — all kernels in all rotations, 1 output channel (the paper's layer);
     * ``"kernel"`` — each kernel in all its rotations, ``n_kernels`` channels;
@@ -308,8 +310,11 @@ class ConvSemantic(nn.Module):
 
     def __init__(self, n_kernels: int = 2, size: int = 5, n_rotations: int = 32,
                  divisor: float = 5.0, init_noise: float = 0.1, channels: str = "one",
-                 n_orientations: int = 4):
+                 n_orientations: int = 4, cap: float = 0.0):
         super().__init__()
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0 (0: no saturation), got {cap}")
+        self.cap = float(cap)
         if size % 2 == 0 or size < 1:
             raise ValueError(f"kernel size must be odd (same padding), got {size}")
         if n_kernels < 1:
@@ -356,6 +361,8 @@ class ConvSemantic(nn.Module):
             weight = weight.index_select(0, order)
         value, index = conv_max(x, weight, return_index=return_pose, groups=self.out_channels)
         out = F.relu(value / self.divisor)
+        if self.cap > 0:  # saturate: a clear stroke is "present", however well it matches
+            out = self.cap * torch.tanh(out / self.cap)
         if not return_pose:
             return out
         index = order[index]

@@ -44,7 +44,8 @@ class SemanticNetwork(nn.Module):
     ``conv_channels`` says (``"one"``, ``"kernel"`` or ``"orientation"`` with ``orientations``
     bins, see :class:`ConvSemantic`); ``logical`` one of :data:`LOGICAL`, with
     ``logical_poses`` poses per class for ``"poses"``; ``threshold_margin`` bounds the
-    two-step thresholds to ``[0.5 - margin, 0.49]`` and ``[0.51, 0.5 + margin]``.
+    two-step thresholds to ``[0.5 - margin, 0.49]`` and ``[0.51, 0.5 + margin]``;
+    ``conv_cap > 0`` saturates the conv output at that level (``cap * tanh(m / cap)``).
     """
 
     def __init__(self, n_classes: int = 2, two_step: bool = True, conv: bool = True,
@@ -52,7 +53,8 @@ class SemanticNetwork(nn.Module):
                  pose_convention: str = "warp", features_per_class: int = FEATURES_PER_CLASS,
                  affine_poses: int = 32, feature_size: int = 20, translation_std: float = 1.0,
                  conv_kernels: int = 2, conv_channels: str = "one", orientations: int = 4,
-                 logical: str = "roll", logical_poses: int = 4, threshold_margin: float = 0.49):
+                 logical: str = "roll", logical_poses: int = 4, threshold_margin: float = 0.49,
+                 conv_cap: float = 0.0):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -67,7 +69,7 @@ class SemanticNetwork(nn.Module):
         self.image_size = int(image_size)
         self.two_step = TwoStep(margin=threshold_margin) if two_step else None
         self.conv = ConvSemantic(n_kernels=conv_kernels, channels=conv_channels,
-                                 n_orientations=orientations) if conv else None
+                                 n_orientations=orientations, cap=conv_cap) if conv else None
         channels = self.conv.out_channels if conv else 1
         self.affine = AffineSemantic(n_features=features_per_class * n_classes,
                                      n_poses=affine_poses, feature_size=feature_size,
@@ -120,6 +122,7 @@ SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
     "logical": (str, None, None),
     "logical_poses": (int, 1, 64),
     "threshold_margin": (float, 0.01, 0.49),
+    "conv_cap": (float, 0.0, 1.0),
 }
 
 
