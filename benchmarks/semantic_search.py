@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict] = {
     "noise-sign": {"noise": {"kind": "sign", "mean": 0.0, "std": 0.3}},
     "noise-std0.35": {"noise": {"std": 0.35}},
     "cap0.5": {"model": {"conv_cap": 0.5}},
+    "tm0.1-flat": {"model": {"threshold_margin": 0.1, "outer_scale_max": 0.01}},
+    "tm0.02-flat": {"model": {"threshold_margin": 0.02, "outer_scale_max": 0.01}},
     "cap0.3": {"model": {"conv_cap": 0.3}},
     "noise-p1-std0.3": {"noise": {"p": 1.0, "std": 0.3}},
 }

@@ -195,3 +195,67 @@ def test_semantic_mnist_validates_size_arguments_and_arch():
     model = semantic_mnist(range(10), translation_std=2)  # an int for a float is fine
     assert model.affine.features.shape == (40, 20, 20)
     assert set(SIZE_BOUNDS) >= {"features_per_class", "conv_channels", "logical"}
+
+
+def test_two_step_margin_and_flat_outer_pieces_are_enforced_by_regularize():
+    from whiteboxdl.semantic.layers import TwoStep
+
+    layer = TwoStep(margin=0.1, outer_scale_max=0.01)
+    assert layer.t.tolist() == pytest.approx([0.4, 0.6])  # the initial (0.25, 0.75), clipped
+    assert layer.scales.tolist() == pytest.approx([0.01, 0.1, 0.1, 0.01])
+    with torch.no_grad():
+        layer.t.copy_(torch.tensor([0.1, 0.95]))
+        layer.scales.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0]))
+    layer.regularize_()
+    assert layer.t.tolist() == pytest.approx([0.4, 0.6])
+    assert layer.scales.tolist() == pytest.approx([0.01, 1.0, 1.0, 0.01])
+    # flat outer pieces: below t0 - 0.05 and above t1 + 0.05 the output varies by < 0.05 (an
+    # eps-move of a pixel there changes almost nothing); with the init scale 0.1 it varies by > 0.15
+    x = torch.linspace(0, 1, 1001)
+    with torch.no_grad():
+        out = layer(x)
+        loose = TwoStep(margin=0.1)(x)
+    for mask in (x < 0.35, x > 0.65):
+        assert out[mask].max() - out[mask].min() < 0.05
+        assert loose[mask].max() - loose[mask].min() > 0.15
+    default = TwoStep()
+    assert default.margin == 0.49 and default.outer_scale_max == 2.0
+    with pytest.raises(ValueError, match="margin"):
+        TwoStep(margin=0.6)
+    with pytest.raises(ValueError, match="outer_scale_max"):
+        TwoStep(outer_scale_max=0.0)
+
+
+def test_conv_cap_saturates_smoothly_and_equals_the_formula():
+    torch.manual_seed(13)
+    plain = ConvSemantic().double()
+    capped = ConvSemantic(cap=0.3).double()
+    capped.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 9, 9, dtype=torch.float64) * 2 - 1
+    m = plain(x)
+    torch.testing.assert_close(capped(x), 0.3 * torch.tanh(m / 0.3))
+    assert capped(x).max() < 0.3 and torch.equal(capped(x) > 0, m > 0)
+    x.requires_grad_()
+    (g,) = torch.autograd.grad(capped(x).sum(), x)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with pytest.raises(ValueError, match="cap"):
+        ConvSemantic(cap=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["sign", "uniform"])
+def test_noise_kinds_have_the_stated_distribution(kind):
+    from whiteboxdl.semantic.train import noise_augment
+
+    g = torch.Generator().manual_seed(14)
+    out = noise_augment(torch.full((50000,), 0.5), g, p=1.0, mean=0.1, std=0.2, kind=kind)
+    noise = out - 0.5
+    if kind == "sign":
+        values = set(torch.round(noise * 1000).unique().tolist())
+        assert values == {-100.0, 300.0}
+        assert (noise > 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    else:
+        assert noise.min() >= -0.1 - 1e-6 and noise.max() <= 0.3 + 1e-6
+        assert noise.mean().item() == pytest.approx(0.1, abs=0.005)
+        assert noise.var().item() == pytest.approx(0.4 ** 2 / 12, rel=0.03)
+    with pytest.raises(ValueError, match="noise kind"):
+        noise_augment(torch.zeros(3), g, kind="salt")

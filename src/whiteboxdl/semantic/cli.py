@@ -25,6 +25,8 @@ SIZE_OPTIONS = [
     ("--logical-poses", int, "N", "poses per class for --logical poses (4)"),
     ("--threshold-margin", float, "M", "two-step thresholds in [0.5-M, 0.49] and "
                                        "[0.51, 0.5+M] (poc: 0.49)"),
+    ("--outer-scale-max", float, "S", "bound the two-step's outer scales (poc: 2, i.e. "
+                                      "the paper's clip; small: flat OFF/ON pieces)"),
     ("--conv-cap", float, "C", "saturate the conv output as C*tanh(m/C) (poc: 0, off)"),
 ]
 

@@ -100,17 +100,21 @@ class TwoStep(nn.Module):
     """
 
     def __init__(self, a: tuple[float, float] = (0.5, 0.5), t: tuple[float, float] = (0.25, 0.75),
-                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1), margin: float = 0.49):
+                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1), margin: float = 0.49,
+                 outer_scale_max: float = 2.0):
         super().__init__()
         if len(a) != 2 or len(t) != 2 or len(scales) != 4:
             raise ValueError(f"need 2 heights a, 2 thresholds t and 4 scales, got {a}, {t}, {scales}")
         if not 0.01 <= margin <= 0.49:
             raise ValueError(f"threshold margin must be in [0.01, 0.49], got {margin}")
-        self.margin = float(margin)
+        if not 0.001 <= outer_scale_max <= 2.0:
+            raise ValueError(f"outer_scale_max must be in [0.001, 2], got {outer_scale_max}")
+        self.margin, self.outer_scale_max = float(margin), float(outer_scale_max)
         self.a = nn.Parameter(torch.tensor(a, dtype=torch.float32))
         self.t = nn.Parameter(torch.tensor(t, dtype=torch.float32))
         self._clip_thresholds()
         self.scales = nn.Parameter(torch.tensor(scales, dtype=torch.float32))
+        self._clip_outer()
 
     def piece_coefficients(self) -> tuple[torch.Tensor, ...]:
         """Per-piece ``(T, s, alpha, beta)`` (4 entries each): ``out = alpha * z + beta``."""
@@ -130,6 +134,11 @@ class TwoStep(nn.Module):
         return _PiecewiseSoftsign.apply(2 * x - 1, *self.piece_coefficients())
 
     @torch.no_grad()
+    def _clip_outer(self) -> None:
+        self.scales[0].clamp_(max=self.outer_scale_max)
+        self.scales[3].clamp_(max=self.outer_scale_max)
+
+    @torch.no_grad()
     def _clip_thresholds(self) -> None:
         self.t[0].clamp_(0.5 - self.margin, 0.49)
         self.t[1].clamp_(0.51, 0.5 + self.margin)
@@ -139,10 +148,12 @@ class TwoStep(nn.Module):
         """Clip: a in [0.01,0.99], t0 in [0.5-margin,0.49], t1 in [0.51,0.5+margin], scales in
         [0.001,2] (the paper's ranges with the default ``margin`` 0.49; a smaller margin keeps
         both thresholds near 0.5, so fewer pixels lie within eps of one; the initial thresholds
-        are clipped the same way)."""
+        are clipped the same way); the outer scales also to at most ``outer_scale_max`` (default
+        2: no extra bound; a small one keeps the OFF and ON pieces flat)."""
         self.a.clamp_(0.01, 0.99)
         self._clip_thresholds()
         self.scales.clamp_(0.001, 2.0)
+        self._clip_outer()
 
 
 class _ConvMax(torch.autograd.Function):

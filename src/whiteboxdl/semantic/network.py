@@ -44,7 +44,8 @@ class SemanticNetwork(nn.Module):
     ``conv_channels`` says (``"one"``, ``"kernel"`` or ``"orientation"`` with ``orientations``
     bins, see :class:`ConvSemantic`); ``logical`` one of :data:`LOGICAL`, with
     ``logical_poses`` poses per class for ``"poses"``; ``threshold_margin`` bounds the
-    two-step thresholds to ``[0.5 - margin, 0.49]`` and ``[0.51, 0.5 + margin]``;
+    two-step thresholds to ``[0.5 - margin, 0.49]`` and ``[0.51, 0.5 + margin]`` and
+    ``outer_scale_max`` its two outer scales (small: flat OFF / ON pieces);
     ``conv_cap > 0`` saturates the conv output at that level (``cap * tanh(m / cap)``).
     """
 
@@ -54,7 +55,7 @@ class SemanticNetwork(nn.Module):
                  affine_poses: int = 32, feature_size: int = 20, translation_std: float = 1.0,
                  conv_kernels: int = 2, conv_channels: str = "one", orientations: int = 4,
                  logical: str = "roll", logical_poses: int = 4, threshold_margin: float = 0.49,
-                 conv_cap: float = 0.0):
+                 conv_cap: float = 0.0, outer_scale_max: float = 2.0):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -67,7 +68,8 @@ class SemanticNetwork(nn.Module):
             raise ValueError(f"features_per_class must be >= 1, got {features_per_class}")
         self.class_names = names
         self.image_size = int(image_size)
-        self.two_step = TwoStep(margin=threshold_margin) if two_step else None
+        self.two_step = TwoStep(margin=threshold_margin,
+                                outer_scale_max=outer_scale_max) if two_step else None
         self.conv = ConvSemantic(n_kernels=conv_kernels, channels=conv_channels,
                                  n_orientations=orientations, cap=conv_cap) if conv else None
         channels = self.conv.out_channels if conv else 1
@@ -123,6 +125,7 @@ SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
     "logical_poses": (int, 1, 64),
     "threshold_margin": (float, 0.01, 0.49),
     "conv_cap": (float, 0.0, 1.0),
+    "outer_scale_max": (float, 0.001, 2.0),
 }
 
 
