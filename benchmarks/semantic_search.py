@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict] = {
                         "logical": "poses", "logical_poses": 4}},
     "noise-sign": {"noise": {"kind": "sign", "mean": 0.0, "std": 0.3}},
     "noise-std0.35": {"noise": {"std": 0.35}},
+    "noise-sign0.35": {"noise": {"kind": "sign", "mean": 0.0, "std": 0.35}},
     "cap0.5": {"model": {"conv_cap": 0.5}},
     "tm0.1-flat": {"model": {"threshold_margin": 0.1, "outer_scale_max": 0.01}},
     "tm0.02-flat": {"model": {"threshold_margin": 0.02, "outer_scale_max": 0.01}},

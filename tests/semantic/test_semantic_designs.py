@@ -259,3 +259,37 @@ def test_noise_kinds_have_the_stated_distribution(kind):
         assert noise.var().item() == pytest.approx(0.4 ** 2 / 12, rel=0.03)
     with pytest.raises(ValueError, match="noise kind"):
         noise_augment(torch.zeros(3), g, kind="salt")
+
+
+@pytest.mark.parametrize("arch", ["wide", "orientation", "kernels", "posed-logic", "capped",
+                                  "margin", "flat-margin"])
+def test_every_named_arch_builds_runs_and_inspects(arch, tmp_path):
+    from whiteboxdl.semantic.inspect import inspect_model
+    from whiteboxdl.semantic.network import ARCHS, processing_steps
+
+    full = semantic_mnist(range(10), arch=arch)
+    for name, value in ARCHS[arch].items():  # the arch really sets its sizes
+        assert name in SIZE_BOUNDS
+        layer_value = {"features_per_class": full.logical.block_size,
+                       "conv_channels": full.conv.channels,
+                       "logical_poses": getattr(full.logical, "n_poses", None),
+                       "conv_cap": full.conv.cap, "threshold_margin": full.two_step.margin,
+                       "outer_scale_max": full.two_step.outer_scale_max,
+                       "conv_kernels": full.conv.kernels.shape[0],
+                       "orientations": full.conv.out_channels,
+                       "logical": "poses" if hasattr(full.logical, "n_poses") else "roll"}[name]
+        assert layer_value == value, name
+    # a small version (3 digits, 4 poses) keeps the figures fast
+    model = semantic_mnist((0, 1, 2), arch=arch, affine_poses=4).eval()
+    x = torch.rand(3, 1, 28, 28)
+    steps = processing_steps(model, x)
+    torch.testing.assert_close(steps["logits"], model(x))
+    if arch in ("orientation", "kernels"):
+        assert steps["conv"].shape[1] == 4 and steps["class_pose_image"].dim() == 5
+        dots = (steps["conv"].unsqueeze(1) * steps["class_pose_image"]).flatten(2).sum(2)
+        torch.testing.assert_close(dots.clamp_min(0), steps["class_match"], atol=1e-5,
+                                   rtol=1e-5)
+    if arch in ("orientation", "posed-logic"):  # the figures with their own code paths
+        paths = inspect_model(model, tmp_path, x, torch.tensor([0, 1, 2]), n_samples=3)
+        assert {p.name for p in paths} >= {"processing_steps.png", "logical_weights.png",
+                                           "affine_features.png", "affine_poses.png"}

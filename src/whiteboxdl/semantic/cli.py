@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 #: = network.ARCHS (a test checks)
-ARCH_CHOICES = ["poc"]
+ARCH_CHOICES = ["poc", "wide", "orientation", "kernels", "posed-logic", "capped", "margin",
+                "flat-margin"]
 #: (flag, type, metavar, help) of the numeric size overrides (= network.SIZE_BOUNDS' numbers)
 SIZE_OPTIONS = [
     ("--features-per-class", int, "N", "affine features per class (poc: 4)"),

@@ -106,9 +106,20 @@ class SemanticNetwork(nn.Module):
 
 
 #: Named designs for :func:`semantic_mnist`'s ``arch``: the layer sizes each one sets (explicit
-#: keyword arguments override them). ``"poc"`` is the paper's network.
+#: keyword arguments override them). ``"poc"`` is the paper's network; the others are the
+#: structural variants of the ten-digit search (``BENCHMARKS.md``): 8 affine features per class,
+#: 4 orientation channels, 4 conv kernels as channels, 8 learnable logical poses per class, a
+#: saturated conv output, two-step thresholds kept within 0.15 of 0.5, and that with flat outer
+#: pieces (margin 0.1).
 ARCHS: dict[str, dict] = {
     "poc": {},
+    "wide": {"features_per_class": 8},
+    "orientation": {"conv_channels": "orientation", "orientations": 4},
+    "kernels": {"conv_kernels": 4, "conv_channels": "kernel"},
+    "posed-logic": {"logical": "poses", "logical_poses": 8},
+    "capped": {"conv_cap": 0.5},
+    "margin": {"threshold_margin": 0.15},
+    "flat-margin": {"threshold_margin": 0.1, "outer_scale_max": 0.01},
 }
 
 #: Size arguments of :func:`semantic_mnist` with their type and inclusive bounds (model files
@@ -182,8 +193,10 @@ def processing_steps(model: SemanticNetwork, x: torch.Tensor) -> dict[str, torch
     ========================  ===================  ==============================================
     ``input``                 (B, 1, 28, 28)       ``x``
     ``two_step``              (B, 1, 28, 28)       two-step output in [-1, 1] (= input if absent)
-    ``conv``                  (B, 1, 28, 28)       conv semantic output (= its input if absent)
-    ``conv_pose``             (B, 28, 28) or None  best ``kernel * 32 + rotation`` per pixel
+    ``conv``                  (B, C, 28, 28)       conv semantic output, C channels (1 for the
+                                                   paper's layer; = its input if absent)
+    ``conv_pose``             (B, [C,] 28, 28)     best ``kernel * 32 + rotation`` per pixel
+                              or None              (and channel, if C > 1)
     ``affine``                (B, F)               affine match values (after ReLU)
     ``affine_pose``           (B, F)               best pose index of each feature
     ``logits``, ``probs``     (B, k)               class scores and softmax probabilities
@@ -192,7 +205,7 @@ def processing_steps(model: SemanticNetwork, x: torch.Tensor) -> dict[str, torch
     ``class_feature``         (B, k)               best affine feature (global index) in class
                                                    ``j``'s block
     ``class_match``           (B, k)               its match value
-    ``class_pose_image``      (B, k, 28, 28)       its best-matching unit-norm pose
+    ``class_pose_image``      (B, k, [C,] 28, 28)  its best-matching unit-norm pose
     ========================  ===================  ==============================================
     """
     if not isinstance(model, SemanticNetwork):

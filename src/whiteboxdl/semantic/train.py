@@ -233,33 +233,72 @@ def train_semantic(
 MODEL_REVISION = 2
 
 
+#: The ten-digit default (issue 19): the design and recipe chosen on the validation split
+#: (``BENCHMARKS.md``, "Ten digits beyond the naive generalisation"). ``get_semantic_model(range(10))``
+#: trains it exactly like the benchmarked seed-314 model: first 55,000 training images (the last
+#: 5,000 held out), seed 314, :data:`RECIPE` otherwise.
+TEN_DIGITS = tuple(range(10))
+TEN_DIGIT_DESIGN = {"model": {}, "noise": {"kind": "sign", "mean": 0.0, "std": 0.3},
+                    "validation": 5000, "name": "sign"}
+
+
+def _design_for(digits: Sequence[int]) -> dict | None:
+    return TEN_DIGIT_DESIGN if tuple(int(d) for d in digits) == TEN_DIGITS else None
+
+
 def default_model_path(digits: Sequence[int] = (3, 5)) -> Path:
-    """Where :func:`get_semantic_model` caches the default-recipe model for ``digits``."""
-    name = f"semantic-{'-'.join(str(int(d)) for d in digits)}-r{MODEL_REVISION}"
+    """Where :func:`get_semantic_model` caches the default-recipe model for ``digits``
+    (``semantic-<digits>-r<revision>``; the ten-digit design adds its name)."""
+    design = _design_for(digits)
+    tag = f"-{design['name']}" if design else ""
+    name = f"semantic-{'-'.join(str(int(d)) for d in digits)}{tag}-r{MODEL_REVISION}"
     return models_dir() / name / "model.pt"
+
+
+def train_command(digits: Sequence[int], out: str | Path) -> str:
+    """The ``whiteboxdl semantic train`` command that trains the default model for ``digits``."""
+    parts = ["whiteboxdl semantic train --digits", " ".join(str(int(d)) for d in digits)]
+    design = _design_for(digits)
+    if design:
+        for name, value in design["model"].items():
+            parts.append(f"--{name.replace('_', '-')} {value}")
+        for name, value in design["noise"].items():
+            parts.append(f"--noise-{name} {value}")
+        parts.append(f"--validation {design['validation']} --adv-check 0")
+    parts.append(f"--out {out}")
+    return " ".join(parts)
 
 
 def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = True,
                        progress: bool = True) -> SemanticNetwork:
     """The default-recipe semantic network for ``digits`` (seed 314), trained on first use.
 
-    Cached at ``models_dir()/semantic-<digits>/model.pt``; concurrent callers wait for one
-    training run (file lock). Eval mode.
+    Cached at :func:`default_model_path`; concurrent callers wait for one training run (file
+    lock). Eval mode. ``range(10)`` gives the ten-digit design of :data:`TEN_DIGIT_DESIGN`
+    (about 8 minutes of one CPU core on first use); any other digits the paper's network and
+    recipe.
 
     Example
     -------
     >>> model = get_semantic_model((3, 5))     # doctest: +SKIP
     >>> model.class_names
     ('3', '5')
+    >>> get_semantic_model(range(10)).n_classes   # doctest: +SKIP
+    10
     """
     path = default_model_path(digits)
     if not path.is_file():
         if not train_if_missing:
             raise FileNotFoundError(
-                f"no trained semantic model at {path}; run `whiteboxdl semantic train --digits "
-                f"{' '.join(str(d) for d in digits)} --out {path.parent}` or pass "
-                "train_if_missing=True")
+                f"no trained semantic model at {path}; run `{train_command(digits, path.parent)}`"
+                " or pass train_if_missing=True")
         with file_lock(path.parent / ".lock"):
             if not path.is_file():
-                train_semantic(digits, out_dir=path.parent, progress=progress)
+                design = _design_for(digits)
+                if design:
+                    train_semantic(digits, model_kwargs=design["model"] or None,
+                                   noise_kwargs=design["noise"], validation=design["validation"],
+                                   adv_check=0, out_dir=path.parent, progress=progress)
+                else:
+                    train_semantic(digits, out_dir=path.parent, progress=progress)
     return load_model(path)
