@@ -77,10 +77,10 @@ def _load_mnist_cnn() -> nn.Module:
     return get_cnn("mnist")
 
 
-def _load_semantic() -> nn.Module:
+def _load_semantic(digits: tuple[int, ...] = (3, 5)) -> nn.Module:
     from whiteboxdl.semantic import get_semantic_model
 
-    return get_semantic_model()
+    return get_semantic_model(digits)
 
 
 def _imagenet_loader(name: str, random_weights: bool) -> Callable[[], nn.Module]:
@@ -102,6 +102,8 @@ class ModelRegistry:
 
     specs: tuple[ModelSpec, ...] = SPECS
     random_weights: bool = False
+    #: digits of the white-box tab's semantic network (``get_semantic_model(semantic_digits)``)
+    semantic_digits: tuple[int, ...] = (3, 5)
     loaders: dict[str, Callable[[], nn.Module]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,10 +165,12 @@ class ModelRegistry:
         return self._load_once(spec.key, self.loaders[spec.key])
 
     def semantic(self) -> nn.Module:
-        """The white-box semantic network (3 vs 5 by default), trained on first use, loaded once."""
+        """The white-box semantic network of ``semantic_digits`` (3 vs 5 by default), trained on
+        first use, loaded once."""
         if SEMANTIC_KEY in self._models:
             return self._models[SEMANTIC_KEY]
-        loader = self.loaders.get(SEMANTIC_KEY, _load_semantic)
+        digits = tuple(int(d) for d in self.semantic_digits)
+        loader = self.loaders.get(SEMANTIC_KEY, lambda: _load_semantic(digits))
         return self._load_once(SEMANTIC_KEY, loader)
 
     def _load_once(self, key: str, loader: Callable[[], nn.Module]) -> nn.Module:
