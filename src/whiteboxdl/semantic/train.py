@@ -238,8 +238,9 @@ MODEL_REVISION = 2
 #: trains it exactly like the benchmarked seed-314 model: first 55,000 training images (the last
 #: 5,000 held out), seed 314, :data:`RECIPE` otherwise.
 TEN_DIGITS = tuple(range(10))
-TEN_DIGIT_DESIGN = {"model": {}, "noise": {"kind": "sign", "mean": 0.0, "std": 0.3},
-                    "validation": 5000, "name": "sign"}
+TEN_DIGIT_DESIGN = {"model": {"arch": "margin"},
+                    "noise": {"kind": "sign", "mean": 0.0, "std": 0.3},
+                    "validation": 5000, "name": "margin-sign"}
 
 
 def _design_for(digits: Sequence[int]) -> dict | None:
