@@ -182,19 +182,25 @@ def test_ten_digit_variants_are_batch_independent_and_keep_constraints(sizes):
 def test_semantic_mnist_validates_size_arguments_and_arch():
     with pytest.raises(ValueError, match="unknown arch"):
         semantic_mnist(range(10), arch="huge")
-    with pytest.raises(ValueError, match="unknown semantic_mnist argument 'width'"):
+    with pytest.raises(TypeError, match="width"):
         semantic_mnist(range(10), width=3)
     with pytest.raises(ValueError, match=r"features_per_class must be a int in \[1, 64\]"):
         semantic_mnist(range(10), features_per_class=0)
     with pytest.raises(ValueError, match="must be a int"):
         semantic_mnist(range(10), affine_poses=True)
-    with pytest.raises(ValueError, match="unknown conv channels"):
+    with pytest.raises(ValueError, match=r"conv_channels must be one of \['one'"):
         semantic_mnist(range(10), conv_channels="many")
-    with pytest.raises(ValueError, match="unknown logical"):
+    with pytest.raises(ValueError, match="logical must be one of"):
         semantic_mnist(range(10), logical="and")
+    with pytest.raises(ValueError, match="unknown conv channels"):
+        ConvSemantic(channels="many")
     model = semantic_mnist(range(10), translation_std=2)  # an int for a float is fine
     assert model.affine.features.shape == (40, 20, 20)
-    assert set(SIZE_BOUNDS) >= {"features_per_class", "conv_channels", "logical"}
+    import inspect
+
+    keywords = {name for name, p in inspect.signature(semantic_mnist).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    assert keywords == set(SIZE_BOUNDS), "every size argument is an explicit keyword"
 
 
 def test_two_step_margin_and_flat_outer_pieces_are_enforced_by_regularize():

@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from whiteboxdl.semantic.layers import (AffineSemantic, ConvSemantic, Logical, PosedLogical,
-                                        TwoStep)
+from whiteboxdl.semantic.layers import (CONV_CHANNELS, AffineSemantic, ConvSemantic, Logical,
+                                        PosedLogical, TwoStep)
 
 #: Affine features per class (one logical block each) of the paper's design.
 FEATURES_PER_CLASS = 4
@@ -122,8 +122,11 @@ ARCHS: dict[str, dict] = {
     "flat-margin": {"threshold_margin": 0.1, "outer_scale_max": 0.01},
 }
 
+#: The allowed values of the string size arguments.
+SIZE_CHOICES: dict[str, tuple[str, ...]] = {"conv_channels": CONV_CHANNELS, "logical": LOGICAL}
+
 #: Size arguments of :func:`semantic_mnist` with their type and inclusive bounds (model files
-#: carry them, so they are validated).
+#: carry them, so they are validated; strings: :data:`SIZE_CHOICES`).
 SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
     "features_per_class": (int, 1, 64),
     "affine_poses": (int, 1, 256),
@@ -141,8 +144,14 @@ SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
 
 
 def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
-                   conv: bool = True, pose_convention: str = "warp", arch: str = "poc",
-                   **sizes) -> SemanticNetwork:
+                   conv: bool = True, pose_convention: str = "warp", arch: str = "poc", *,
+                   features_per_class: int | None = None, affine_poses: int | None = None,
+                   feature_size: int | None = None, translation_std: float | None = None,
+                   conv_kernels: int | None = None, conv_channels: str | None = None,
+                   orientations: int | None = None, logical: str | None = None,
+                   logical_poses: int | None = None, threshold_margin: float | None = None,
+                   conv_cap: float | None = None,
+                   outer_scale_max: float | None = None) -> SemanticNetwork:
     """The MNIST semantic-feature network for ``digits`` (logit ``i`` = ``digits[i]``).
 
     Parameters
@@ -151,9 +160,10 @@ def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
     two_step, conv : keep the two-step / convolutional layer (``False`` for ablations).
     pose_convention : ``"warp"`` (the reference code's) or ``"sample"`` (``grid_sample``'s).
     arch : a named design of :data:`ARCHS` (``"poc"``: the paper's layer sizes, 4 affine features
-        per class).
-    **sizes : override the design's layer sizes, any of :data:`SIZE_BOUNDS` (see
-        :class:`SemanticNetwork`).
+        per class; ``"margin"``: the ten-digit design, two-step thresholds within 0.15 of 0.5).
+    features_per_class, ..., outer_scale_max : override the design's layer sizes (``None``: the
+        design's value); types and bounds in :data:`SIZE_BOUNDS`, meanings in
+        :class:`SemanticNetwork`.
 
     Example
     -------
@@ -161,22 +171,30 @@ def semantic_mnist(digits: Sequence[int] = (3, 5), two_step: bool = True,
     10
     >>> semantic_mnist(range(10), features_per_class=8).affine.features.shape
     torch.Size([80, 20, 20])
+    >>> semantic_mnist(range(10), arch="margin").two_step.margin
+    0.15
     """
+    given = {"features_per_class": features_per_class, "affine_poses": affine_poses,
+             "feature_size": feature_size, "translation_std": translation_std,
+             "conv_kernels": conv_kernels, "conv_channels": conv_channels,
+             "orientations": orientations, "logical": logical, "logical_poses": logical_poses,
+             "threshold_margin": threshold_margin, "conv_cap": conv_cap,
+             "outer_scale_max": outer_scale_max}
+    sizes = {name: value for name, value in given.items() if value is not None}
     digits = [int(d) for d in digits]
     if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be 2 to 10 distinct values in 0..9, got {digits}")
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
     for name, value in sizes.items():
-        if name not in SIZE_BOUNDS:
-            raise ValueError(f"unknown semantic_mnist argument {name!r}; size arguments: "
-                             f"{', '.join(SIZE_BOUNDS)}")
         kind, low, high = SIZE_BOUNDS[name]
         ok = isinstance(value, kind) and not isinstance(value, bool) or \
             (kind is float and isinstance(value, int) and not isinstance(value, bool))
         if not ok or (low is not None and not low <= value <= high):
             bounds = f" in [{low}, {high}]" if low is not None else ""
             raise ValueError(f"{name} must be a {kind.__name__}{bounds}, got {value!r}")
+        if name in SIZE_CHOICES and value not in SIZE_CHOICES[name]:
+            raise ValueError(f"{name} must be one of {list(SIZE_CHOICES[name])}, got {value!r}")
     return SemanticNetwork(n_classes=len(digits), two_step=two_step, conv=conv,
                            class_names=[str(d) for d in digits], pose_convention=pose_convention,
                            **{**ARCHS[arch], **sizes})
