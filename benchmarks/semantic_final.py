@@ -144,7 +144,7 @@ def stage_transfer(model, x, y, out: Path) -> dict:
 
     def compute():
         cnn = get_cnn("mnist")
-        adv = torch.cat([attack(cnn, x[i:i + 250], y[i:i + 250], 0.3, name="apgd-ce", n_real=10)
+        adv = torch.cat([attack(cnn, x[i:i + 250], y[i:i + 250], 0.3, name="apgd-ce")
                          for i in range(0, len(x), 250)])
         cnn_ok = predict(cnn, adv).argmax(1) == y
         ok = predict(model, x).argmax(1) == y
