@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test data system-deps clean-venv
+.PHONY: demo test lint data system-deps clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ data: $(VENV)/.installed-demo
 
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/whiteboxdl demo $(DEMO_ARGS)
+
+# Static checks CI runs: ruff (config in pyproject) and mypy on the public API.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed-dev system-deps
 	$(VENV)/bin/whiteboxdl data fetch mnist

@@ -78,7 +78,7 @@ def main() -> None:
     rows.append(("ResNet50 build (random init)", t, "-"))
     cat = example_images()["cat"]
     for method, target in (("pullback", "≤ 15 s"), ("gradient", "-")):
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             with Timer() as t:
                 handlers.explain(registry, cat, "resnet50", "281 – tabby", steps=10, alpha=20,
                                  eps=100, temperature=0.3, method=method)

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bench_pullbacks import _sync, run_variant, setup  # noqa: E402
 
-VARIANTS = ("vanilla gradient", "pullback, ReLU rule only", "pullback, ReLU + max-pool (default)")
+VARIANTS = ("vanilla gradient", "pullback, ReLU rule only", "pullback (default rules)")
 
 
 def main() -> int:

@@ -45,7 +45,7 @@ def _section(command: str, out: Path, wall: float) -> str:
     lines.append("| images | " + " | ".join(str(r["n"]) for r in runs) + " |")
     lines.append("| attack seconds (summed over batches) | " + " | ".join(
         " + ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()) for r in runs) + " |")
-    head = [f"## Robustness: AutoAttack on the 3-vs-5 semantic network vs a CNN baseline", "",
+    head = ["## Robustness: AutoAttack on the 3-vs-5 semantic network vs a CNN baseline", "",
             f"- date: {datetime.date.today()}, machine: {platform.machine()} "
             f"{os.cpu_count()} CPU cores (shared with ~6 other jobs: timings are noisy), "
             f"torch {torch.__version__}",

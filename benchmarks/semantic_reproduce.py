@@ -63,7 +63,8 @@ def run_seed(digits, seed, out: Path, attack_n: int, steps: int, eps: float,
     t0 = time.perf_counter()
     robust = apgd_accuracy(model, xa, ya, steps=steps, eps=eps, progress=True)
     _, clean_a = evaluate_accuracy(model, xa, ya)
-    res = {"seed": seed, "epochs_trained": len(history), "digits": list(digits), "n_test": len(x), "clean_acc": clean,
+    res = {"seed": seed, "epochs_trained": len(history), "digits": list(digits), "n_test": len(x),
+           "clean_acc": clean,
            "n_attacked": len(xa), "clean_acc_attacked_subset": clean_a, "apgd_ce_acc": robust,
            "steps": steps, "eps": eps, "train_seconds": train_s,
            "attack_seconds": time.perf_counter() - t0,

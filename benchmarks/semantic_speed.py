@@ -87,7 +87,7 @@ def profile_table(x, y, steps: int = 10, rows: int = 15) -> str:
     torch.set_num_threads(1)
     model = make_model("ours")
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for i in range(2):
+    for _ in range(2):
         F.cross_entropy(model(x[:200]), y[:200]).backward()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(steps):

@@ -30,7 +30,7 @@ def _seed():
 
 #: Test folders run with one torch thread: on a shared, oversubscribed 2-core machine two
 #: spinning OpenMP threads made their many small ops 5-50x slower; results do not depend on it.
-ONE_THREAD_DIRS = {"models", "semantic", "quality"}
+ONE_THREAD_DIRS = {"models", "semantic", "quality", "cluster", "robustness"}
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +42,39 @@ def _one_thread_where_it_helps(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+#: The shared labelled ImageNet sample (500 images, labels.csv: file,class_index,wnid,class_name),
+#: beside the repository as ../shared/data/imagenet-sample (override: $WHITEBOXDL_IMAGENET_SAMPLE).
+#: Never copied into the repository.
+def _imagenet_sample_dir():
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("WHITEBOXDL_IMAGENET_SAMPLE")
+    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data" \
+        / "imagenet-sample"
+    return root if (root / "labels.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample():
+    """``[(path, class index), ...]`` of the shared ImageNet sample; skips when it is absent."""
+    root = _imagenet_sample_dir()
+    if root is None:
+        pytest.skip("the shared ImageNet sample (../shared/data/imagenet-sample/labels.csv, or "
+                    "$WHITEBOXDL_IMAGENET_SAMPLE) is not here")
+    from whiteboxdl.data.imagenet import read_labels_csv
+
+    return read_labels_csv(root)
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample_if_here():
+    """The shared sample's rows, or ``[]`` when it is absent (for tests that use it if they can)."""
+    root = _imagenet_sample_dir()
+    if root is None:
+        return []
+    from whiteboxdl.data.imagenet import read_labels_csv
+
+    return read_labels_csv(root)

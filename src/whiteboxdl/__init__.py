@@ -28,7 +28,7 @@ _EXPORTS = {
     "PullbackAscent": "whiteboxdl.pullbacks",
     "GradientAscent": "whiteboxdl.pullbacks",
     "pullback_explain_func": "whiteboxdl.pullbacks",
-    "explanation_figure": "whiteboxdl.viz.grids",
+    "explanation_figure": "whiteboxdl.pullbacks.grids",
     # semantic features
     "semantic_mnist": "whiteboxdl.semantic",
     "processing_steps": "whiteboxdl.semantic",

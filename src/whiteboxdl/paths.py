@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -43,3 +44,45 @@ def file_lock(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_output_path(path: str | Path, option: str = "--out", kind: str = "dir") -> Path:
+    """Check before any work starts that ``path`` can be written; returns it as a ``Path``.
+
+    ``kind="dir"``: a folder that exists or can be created (not an existing file);
+    ``kind="file"``: a file whose folder exists or can be created (not an existing folder).
+    Nothing is left behind: writability is probed with a temporary folder that is removed.
+    Raises ``FileExistsError``, ``IsADirectoryError``, ``NotADirectoryError`` or
+    ``PermissionError`` with one line naming ``option``, the path and the fix.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> check_output_path(tempfile.mkdtemp() + "/new/run").name
+    'run'
+    >>> check_output_path("/dev/null")
+    Traceback (most recent call last):
+    FileExistsError: --out /dev/null is an existing file, not a folder; choose a folder ...
+    """
+    if kind not in ("dir", "file"):
+        raise ValueError(f"kind must be 'dir' or 'file', got {kind!r}")
+    path = Path(path).expanduser()
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise FileExistsError(f"{option} {path} is an existing file, not a folder; choose a "
+                              "folder (it is created if missing)")
+    if kind == "file" and path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name inside it, "
+                                f"e.g. {path / 'figure.png'}")
+    folder = path if kind == "dir" else path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {existing} is a file, so no folder can be "
+                                 "created there; choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".whiteboxdl-write-test-", dir=existing))
+    except OSError as exc:
+        raise PermissionError(f"{option} {path} is not writable ({exc.strerror} in {existing}); "
+                              "choose a folder you can write to") from None
+    return path

@@ -8,7 +8,7 @@ thresholds keeps freed memory in the process for reuse (a somewhat higher reside
 
 Example
 -------
->>> keep_freed_memory()          # doctest: +SKIP  (glibc only)
+>>> keep_freed_memory()          # glibc only  # doctest: +SKIP
 True
 """
 

@@ -36,6 +36,44 @@ def _rendered(page, selector: str) -> bool:
         "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)")
 
 
+def _choose_model(page, label: str) -> None:
+    page.locator("#pb-model input").click()
+    page.get_by_role("option", name=label).click()
+    page.wait_for_function(
+        "label => document.querySelector('#pb-model input').value === label", arg=label)
+
+
+def _explain_and_wait(page, expect: str) -> str:
+    """Press Explain and wait until the status names ``expect`` and both sliders' images loaded
+    (the page may still show an earlier request's images)."""
+    page.locator("#pb-explain").click()
+    page.wait_for_function(
+        "expect => { const imgs = [...document.querySelectorAll("
+        "'#pullback-diff-slider img, #pullback-input-slider img')];"
+        " return imgs.length > 1 && imgs.every(i => i.complete && i.naturalWidth > 0)"
+        " && document.querySelector('#pb-status').innerText.includes(expect); }",
+        arg=expect, timeout=180_000)
+    return page.locator("#pb-status").inner_text()
+
+
+def test_pretrained_efficientnet_lite0_is_the_default_and_explains_a_photo(page, tmp_path,
+                                                                          pullbacks):
+    """One request on the default model, EfficientNet-Lite0 with its bundled ImageNet weights:
+    the cat photo's predicted class is the target, and the top-5 lists it first."""
+    from whiteboxdl.data.images import example_images
+
+    page.get_by_text("whiteboxdl explorer").first.wait_for()
+    assert page.locator("#pb-model input").input_value() == \
+        "EfficientNet-Lite0 (ImageNet, bundled weights)"
+    page.locator("#pb-input input[type=file]").set_input_files(str(example_images()["cat"]))
+    page.locator("#pb-input img").first.wait_for(state="visible")
+    status = _explain_and_wait(page, "target 282 – tiger cat")
+    assert "target 282 – tiger cat" in status
+    assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
+    assert "tiger cat" in page.get_by_text("Top-5 of the input").locator("..").inner_text()
+    page.screenshot(path=str(tmp_path / "lite0.png"), full_page=True)
+
+
 def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cnn, pullbacks):
     from whiteboxdl.app.handlers import mnist_digit
 
@@ -43,16 +81,12 @@ def test_upload_explain_and_see_the_slider(page, tmp_path, needs_mnist, mnist_cn
     upload = tmp_path / "digit.png"
     digit.resize((112, 112)).save(upload)
     page.get_by_text("whiteboxdl explorer").first.wait_for()
+    _choose_model(page, "MNIST CNN (this project, 10 digits)")
     page.locator("#pb-input input[type=file]").set_input_files(str(upload))
     page.locator("#pb-input img").first.wait_for(state="visible")
-    page.locator("#pb-explain").click()
-    page.locator("#pullback-diff-slider img").first.wait_for(state="visible", timeout=120_000)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#pullback-diff-slider img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)")
+    status = _explain_and_wait(page, "target 7 – seven")   # auto target = the predicted class
     assert _rendered(page, "#pullback-diff-slider") and _rendered(page, "#pullback-input-slider")
-    status = page.locator("#pb-status").inner_text()
-    assert "target 7 – seven" in status   # auto target = the predicted class
+    assert "target 7 – seven" in status
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

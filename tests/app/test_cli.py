@@ -16,7 +16,7 @@ def test_app_binds_to_loopback_by_default():
 
 
 def test_bad_port_is_a_clear_error(capsys):
-    assert main(["app", "--port", "70000"]) == 1
+    assert main(["app", "--port", "70000"]) == 2
     assert "--port must be in 1..65535, got 70000" in capsys.readouterr().err
 
 

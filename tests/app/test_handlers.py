@@ -150,3 +150,48 @@ def test_attack_without_the_robustness_package_explains_itself(semantic_model, m
     x = torch.zeros(1, 1, 28, 28)
     with pytest.raises(ValueError, match="APGD-CE needs whiteboxdl.robustness.attacks"):
         handlers.whitebox_attack(semantic_model, x, 0.3, None)
+
+
+@pytest.mark.parametrize("index", ["3", None, 3.5, True, -1, 10_000])
+def test_mnist_digit_refuses_anything_but_a_valid_index(index, needs_mnist):
+    with pytest.raises(ValueError, match="MNIST test index must be a whole number in"):
+        handlers.mnist_digit(index)
+
+
+def test_mnist_digit_accepts_numpy_and_float_whole_numbers(needs_mnist):
+    assert handlers.mnist_digit(np.int64(0))[1] == handlers.mnist_digit(0.0)[1] == 7
+
+
+@pytest.mark.parametrize("call", ["whitebox_view", "attack_view"])
+def test_whitebox_handlers_refuse_a_missing_model_or_image(semantic_model, call):
+    handler = getattr(handlers, call)
+    extra = (0.3,) if call == "attack_view" else ()
+    x = torch.zeros(1, 1, 28, 28)
+    with pytest.raises(ValueError, match="needs a semantic-feature network.*NoneType"):
+        handler(None, x, *extra)
+    with pytest.raises(ValueError, match="no image given"):
+        handler(semantic_model, None, *extra)
+    with pytest.raises(ValueError, match=r"one \(1, 1, 28, 28\) tensor.*\(28, 28\)"):
+        handler(semantic_model, x[0, 0], *extra)
+    with pytest.raises(ValueError, match="finite values in"):
+        handler(semantic_model, torch.full((1, 1, 28, 28), float("nan")), *extra)
+    with pytest.raises(ValueError, match="finite values in"):
+        handler(semantic_model, torch.full((1, 1, 28, 28), 2.0), *extra)
+
+
+def test_every_rules_settings_reach_the_explanation(app_registry, mnist_cnn, pullbacks, seven):
+    """The advanced panel's settings (any rule's temperature, the max-pool variant) are used."""
+    settings = {"maxpool_temperature": 2.0, "maxpool_rule": "detached", "rules": ["relu", "maxpool"]}
+    out = handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=2, alpha=1.0, eps=5.0,
+                           temperature=0.3, settings=settings)
+    direct = pullbacks.PullbackAscent(mnist_cnn, steps=2, alpha=1.0, eps=5.0, clip="every",
+                                      bounds=(0, 1), **settings).ascend(mnist_tensor(seven), 3)
+    assert np.allclose(out.runs["pullback"].target_logits, direct.target_logits[:, 0].numpy())
+    default = handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=2, alpha=1.0, eps=5.0)
+    assert not np.allclose(out.runs["pullback"].target_logits,
+                           default.runs["pullback"].target_logits)
+    for bad, words in (({"maxpool_temperature": 1e-9}, "maxpool temperature must lie"),
+                       ({"silu_temprature": 1.0}, "did you mean silu_temperature"),
+                       ({"rules": ["nope"]}, "unknown rule")):
+        with pytest.raises(ValueError, match=words):
+            handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=1, settings=bad)

@@ -88,8 +88,10 @@ def test_drawing_is_normalised_like_mnist():
 
 
 def test_imagenet_tensor_geometry_and_range():
+    from whiteboxdl.app.models import ModelSpec
+
     img = Image.new("RGB", (640, 480), (255, 0, 0))
-    x = inputs.imagenet_tensor(img)
+    x = ModelSpec.of("resnet50").contract.load(img)        # what the app feeds ImageNet models
     assert tuple(x.shape) == (1, 3, 224, 224)
     assert x[0, 0].eq(1).all() and x[0, 1].eq(-1).all()
 

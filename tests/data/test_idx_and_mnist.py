@@ -139,9 +139,25 @@ def test_select_classes_relabels_in_given_order():
         mnist.select_classes(x, y, (5, 5))
 
 
-def test_digit_subset_rejects_bad_digit():
-    with pytest.raises(ValueError, match=r"digits must be in 0..9, got \[12\]"):
-        mnist.digit_subset((3, 12))
+@pytest.mark.parametrize("digits,error,match", [
+    ((3, 12), ValueError, "every entry of digits must be a whole number in \\[0, 9\\], got 12"),
+    ((3.7, 5), ValueError, "got 3.7"),                 # refused, not truncated to 3
+    (("3", 5), ValueError, "got '3'"),
+    ((True, 5), ValueError, "got True"),
+    (35, TypeError, "sequence of digits"),
+    ("35", TypeError, "sequence of digits"),
+])
+def test_digit_subset_rejects_bad_digits(digits, error, match):
+    with pytest.raises(error, match=match):
+        mnist.digit_subset(digits)
+
+
+def test_cnn_digits_are_checked_the_same_way():
+    from whiteboxdl.models.cnn import cnn_dir
+
+    with pytest.raises(ValueError, match="got 3.7"):
+        cnn_dir("mnist", (3.7, 5))
+    assert cnn_dir("mnist", (3.0, 5)).name == "mnist-35-cnn"
 
 
 def test_real_mnist_counts(needs_mnist):

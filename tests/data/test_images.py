@@ -33,10 +33,81 @@ def test_transparency_is_composited_on_white():
     assert out[0, 0].tolist() == [10, 20, 30] and out[1, 1].tolist() == [255, 255, 255]
 
 
-def test_16bit_is_rescaled_to_full_range():
-    arr = np.array([[1000, 3000]], dtype=np.uint16)
-    out = np.asarray(images.load_image(Image.fromarray(arr)))
-    assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 255, 255]
+V16 = 40000 / 65535
+
+
+def _grey16_png(tmp_path, value, shape=(300, 400)):
+    path = tmp_path / f"grey16-{value}.png"
+    Image.fromarray(np.full(shape, value, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")       # really a 16-bit greyscale PNG
+    return path
+
+
+def test_16bit_greyscale_png_keeps_its_absolute_value(tmp_path):
+    path = _grey16_png(tmp_path, 40000)
+    x = images.preprocess(path)
+    assert x.shape == (1, 3, 224, 224)
+    assert torch.allclose(x, torch.full_like(x, 2 * V16 - 1), atol=1e-6)   # not stretched to -1
+    deep = images.load_image(path, keep_depth=True)
+    assert deep.mode == "F"
+    unit = images.to_unit_tensor(deep)
+    assert torch.equal(unit, torch.full((1, 3, 300, 400), V16, dtype=torch.float32))
+    assert images.load_image(path).getpixel((0, 0)) == (156, 156, 156)    # 8 bits: round(V16*255)
+    # the same image as 8-bit RGB gives the same value, up to 8-bit rounding
+    rgb = images.preprocess(Image.new("RGB", (300, 400), (156, 156, 156)))
+    assert (rgb - x).abs().max() < 1 / 255
+
+
+def test_near_black_16bit_image_stays_near_black(tmp_path):
+    arr = np.array([[0, 200], [100, 300]], dtype=np.uint16)
+    path = tmp_path / "dark.png"
+    Image.fromarray(arr).save(path)
+    unit = images.to_unit_tensor(images.load_image(path, keep_depth=True))
+    assert torch.allclose(unit[0, 0], torch.tensor(arr / 65535, dtype=torch.float32))
+    assert float(unit.max()) < 0.005                            # not stretched to full range
+    assert np.asarray(images.load_image(path)).max() <= 1
+
+
+def test_float_images_keep_their_values_and_nan_is_refused(tmp_path):
+    arr = np.array([[0.1, 0.25], [0.5, 0.9]], dtype=np.float32)
+    unit = images.to_unit_tensor(images.load_image(arr, keep_depth=True), channels=1)
+    assert torch.equal(unit[0, 0], torch.from_numpy(arr))
+    path = tmp_path / "float.tiff"
+    Image.fromarray(arr, mode="F").save(path)
+    assert torch.equal(images.to_unit_tensor(images.load_image(path, keep_depth=True))[0, 2],
+                       torch.from_numpy(arr))
+    nan = tmp_path / "nan.tiff"
+    Image.fromarray(np.full((4, 4), np.nan, dtype=np.float32), mode="F").save(nan)
+    for call in (lambda: images.load_image(nan), lambda: images.preprocess(nan),
+                 lambda: images.to_unit_tensor(Image.open(nan))):
+        with pytest.raises(ValueError, match="NaN"):
+            call()
+    loud = tmp_path / "loud.tiff"
+    for value in (300.0, 2.5, -0.1):
+        Image.fromarray(np.full((4, 4), value, dtype=np.float32), mode="F").save(loud)
+        with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+            images.load_image(loud)
+    # PIL's own 8-bit -> float conversion keeps the 0..255 scale: read as the 8-bit image
+    eight = Image.fromarray(np.array([[0, 40], [128, 255]], dtype=np.uint8))
+    assert torch.equal(images.to_unit_tensor(eight.convert("F")), images.to_unit_tensor(eight))
+    with pytest.raises(ValueError, match="outside the 16-bit range"):
+        images.load_image(Image.new("I", (2, 2), 70000))
+
+
+def test_bicubic_overshoot_of_float_images_is_clipped():
+    arr = np.zeros((8, 8), dtype=np.float32)
+    arr[:, 4:] = 1.0                                         # a hard edge rings under bicubic
+    out = images.to_unit_tensor(images.resize_image(Image.fromarray(arr, mode="F"), (21, 21)))
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(size="224"), "size must be a whole number"),
+                                          (dict(size=0), "size must be a whole number >= 1"),
+                                          (dict(size=2.5), "size must be a whole number"),
+                                          (dict(size=300, resize=256), "need size <= resize")])
+def test_preprocess_sizes_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        images.preprocess(Image.new("RGB", (8, 8)), **kwargs)
 
 
 def test_bytes_path_and_arrays(tmp_path):

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from PIL import Image
 
 from whiteboxdl.cli import main
 
@@ -34,7 +35,12 @@ def test_quick_demo_end_to_end(tmp_path, needs_mnist, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert report.count("data:image/png;base64,") == len(summary["figures"])
     names = {p.split("/")[-1] for p in summary["figures"]}
-    assert {"semantic_reliability.png", "pullback_grid.png"} <= names
+    assert {"semantic_reliability.png", "pullback_grid.png", "imagenet_grid.png"} <= names
+    grid = next(p for p in summary["figures"] if p.endswith("imagenet_grid.png"))
+    with Image.open(grid) as img:                 # 2 photos x (2 + 1 columns), two methods
+        assert img.width > 2 * img.height
+    assert "EfficientNet-Lite0" in report and "tiger cat" in report and "espresso" in report
+    assert "imagenet" in [stage[0] for stage in summary["stages"]]
 
 
 def test_a_failing_stage_is_reported_and_others_still_run(tmp_path):

@@ -66,8 +66,10 @@ def test_random_shift_is_a_zero_filled_translation():
         for dy in range(-2, 3):
             for dx in range(-2, 3):
                 ref = torch.zeros_like(image)
-                ys, yd = (slice(0, 28 - dy), slice(dy, 28)) if dy >= 0 else (slice(-dy, 28), slice(0, 28 + dy))
-                xs, xd = (slice(0, 28 - dx), slice(dx, 28)) if dx >= 0 else (slice(-dx, 28), slice(0, 28 + dx))
+                ys, yd = ((slice(0, 28 - dy), slice(dy, 28)) if dy >= 0
+                          else (slice(-dy, 28), slice(0, 28 + dy)))
+                xs, xd = ((slice(0, 28 - dx), slice(dx, 28)) if dx >= 0
+                          else (slice(-dx, 28), slice(0, 28 + dx)))
                 ref[:, yd, xd] = image[:, ys, xs]
                 if torch.equal(ref, shifted):
                     matches.append((dy, dx))
@@ -140,7 +142,7 @@ def test_cli_train_cnn(needs_mnist, tmp_path, capsys):
     assert summary["builder_kwargs"] == {"classes": 2} and summary["config"]["seed"] == 2
     assert f"{summary['final']['test_acc']:.2%}" in printed and "97,522" in printed
     assert not (out / "checkpoint.pt").exists()
-    assert main(["train", "cnn", "--limit", "10"]) == 1  # partial model must not replace the cache
+    assert main(["train", "cnn", "--limit", "10"]) == 2  # partial model must not replace the cache
 
 
 
@@ -151,3 +153,36 @@ def test_dataset_recipes_set_epochs_and_augmentation():
     assert fashion["epochs"] == 6 and len(fashion["history"]) == 6 and fashion["augment"] is False
     _, mnist = train_cnn("mnist", epochs=1, train_data=data, test_data=data, progress=False)
     assert mnist["epochs"] == 1 and mnist["augment"] is True
+
+
+def test_cli_resume_refuses_another_run_with_one_line(needs_mnist, tmp_path, capsys):
+    """``train cnn --limit 256 --out D`` interrupted, then resumed with another --limit,
+    --dataset or --digits: refused with one line (exit 2); the same command resumes."""
+    out = tmp_path / "D"
+
+    class StopInSecondEpoch:
+        def on_epoch_end(self, epoch, model, metrics):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    x, y = load_cnn_data("mnist", None, "train")
+    with pytest.raises(KeyboardInterrupt):  # what `train cnn --epochs 2 --limit 256` runs
+        train_cnn("mnist", epochs=2, out=out, progress=False, train_data=(x[:256], y[:256]),
+                  callbacks=[StopInSecondEpoch()])
+    stored = (out / "checkpoint.pt").read_bytes()
+    argv = ["train", "cnn", "--epochs", "2", "--out", str(out), "--no-progress"]
+    capsys.readouterr()
+    for change, expected in ((["--limit", "128"], "training data: 256 → 128 images"),
+                             (["--limit", "256", "--dataset", "fashion-mnist"],
+                              "training data: other images (the same number, 256)"),
+                             (["--limit", "256", "--digits", "3", "5"],
+                              "model: whiteboxdl.models.cnn:mnist_cnn {'classes': 10} → ")):
+        assert main(argv + change) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "belongs to another training run" in err
+        assert expected in err and "use another --out, or delete" in err
+        assert (out / "checkpoint.pt").read_bytes() == stored
+    assert main(argv + ["--limit", "256"]) == 0                    # the same run resumes
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert not (out / "checkpoint.pt").exists()

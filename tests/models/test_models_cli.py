@@ -18,4 +18,11 @@ def test_cli_models_table_shows_cache_state(tmp_path, monkeypatch, capsys):
     assert main(["models", "resnet18"]) == 0
     out = capsys.readouterr().out
     assert "| yes |" in out and "Not cached" not in out
-    assert main(["models", "resnet05"]) == 1
+    assert main(["models", "resnet05"]) == 2
+
+
+def test_models_lists_every_family_and_what_is_usable_here(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "| efficientnet_lite0 | efficientnet_lite | yes | ImageNet weights bundled" in out
+    assert "| timm:pvt_v2_b1 | timm |" in out and "| mnist-cnn | cnn |" in out

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from whiteboxdl.models.checkpoint import load_model, read_model_file, save_model, tiny_mlp
-from whiteboxdl.models.training import TrainConfig, evaluate_accuracy, fit
+from whiteboxdl.models.training import (TrainConfig, describe_run, evaluate_accuracy, fit,
+                                        run_differences)
 
 BUILDER = "whiteboxdl.models.checkpoint:tiny_mlp"
 
@@ -98,9 +99,93 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     fit(_model(), _blobs(), TrainConfig(epochs=1, batch_size=32), out_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"another training run \(recipe: epochs 1 → 2, "
+                                         r"batch_size 32 → 64\)"):
         fit(_model(), _blobs(), TrainConfig(epochs=2, batch_size=64), out_dir=tmp_path,
             progress=False)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopInSecondEpoch:
+    def on_epoch_end(self, epoch, model, metrics):
+        if epoch == 1:
+            raise _Interrupt
+
+
+def _interrupted(out, **kwargs):
+    """A run of CONFIG into ``out`` that died in its second epoch (checkpoint of epoch 1)."""
+    with pytest.raises(_Interrupt):
+        fit(_model(), kwargs.pop("train", _blobs()), CONFIG, out_dir=out,
+            callbacks=[_StopInSecondEpoch()], progress=False, **kwargs)
+    return (out / "checkpoint.pt").read_bytes()
+
+
+@pytest.mark.parametrize("change,expected", [
+    (dict(train=_blobs(128)), "training data: 256 → 128 images"),
+    (dict(train=_blobs(seed=5)), "training data: other images (the same number, 256)"),
+    (dict(test=_blobs(64, seed=2)), "test data: none → given"),
+    (dict(augment=_noise), "augmentation: None → test_training._noise"),
+    (dict(builder=BUILDER, builder_kwargs={"in_features": 4, "classes": 2, "hidden": 8}),
+     "model: None {} → whiteboxdl.models.checkpoint:tiny_mlp"),
+    (dict(model=tiny_mlp(4, 2, hidden=16)), "model: other parameter names or shapes"),
+    (dict(epoch_metrics={"zero": lambda m: 0.0}), "per-epoch metrics: [] → ['zero']"),
+])
+def test_resume_refuses_another_run_before_touching_the_weights(tmp_path, change, expected):
+    stored = _interrupted(tmp_path)
+    model = change.pop("model", _model(seed=99))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train = change.pop("train", _blobs())
+    with pytest.raises(ValueError, match="belongs to another training run") as info:
+        fit(model, train, CONFIG, out_dir=tmp_path, progress=False, **change)
+    message = str(info.value)
+    assert expected in message and "use another --out, or delete" in message
+    assert "\n" not in message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (tmp_path / "checkpoint.pt").read_bytes() == stored      # nothing overwritten
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "bit flip"])
+def test_damaged_checkpoint_is_reported_and_training_starts_over(tmp_path, capsys, how):
+    straight = _model()
+    fit(straight, _blobs(), CONFIG, out_dir=tmp_path / "a", progress=False)
+    out = tmp_path / "b"
+    raw = _interrupted(out)
+    damaged = {"truncated": raw[:len(raw) // 2], "empty": b"",
+               "bit flip": raw[:len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0xFF])
+               + raw[len(raw) // 2 + 1:]}[how]
+    (out / "checkpoint.pt").write_bytes(damaged)
+    capsys.readouterr()
+    result = fit(_model(), _blobs(), CONFIG, out_dir=out, progress=False)
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is damaged" in err and "training from the first epoch" in err
+    assert (out / "checkpoint.pt.damaged").read_bytes() == damaged
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    final = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(final[k], v) for k, v in straight.state_dict().items())
+
+
+def test_a_checkpoint_without_a_run_record_is_refused(tmp_path):
+    _interrupted(tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["run"]                                   # as whiteboxdl wrote it before
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="older whiteboxdl that did not record the training data"):
+        fit(_model(), _blobs(), CONFIG, out_dir=tmp_path, progress=False)
+
+
+def test_describe_run_records_what_determines_the_result():
+    run = describe_run(_model(), _blobs(), CONFIG, test=_blobs(64), augment=_noise,
+                       epoch_metrics=["b", "a"], builder=BUILDER, builder_kwargs={"hidden": 8})
+    assert run["train"]["size"] == 256 and run["train"]["shape"] == [4]
+    assert run["test"]["size"] == 64 and run["epoch_metrics"] == ["a", "b"]
+    assert run["config"]["seed"] == 7 and run["model"]["kwargs"] == {"hidden": 8}
+    assert run == describe_run(_model(seed=5), _blobs(), CONFIG, test=_blobs(64), augment=_noise,
+                               epoch_metrics=["a", "b"], builder=BUILDER,
+                               builder_kwargs={"hidden": 8})   # the initial weights do not count
+    assert run_differences(run, run) == []
 
 
 def test_outputs_and_weights_only_checkpoint(tmp_path):
@@ -125,9 +210,11 @@ def test_model_file_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a loadable"):
         load_model(tmp_path / "junk.pt")
-    save_model(tmp_path / "evil.pt", _model(), "os:system", {})
+    torch.save({"builder": "os:system", "kwargs": {}, "state_dict": {}}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="refusing to import builder"):
         load_model(tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="refusing to import builder"):
+        save_model(tmp_path / "evil2.pt", _model(), "os:system", {})
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("lr", 0.0), ("batch_size", -1),

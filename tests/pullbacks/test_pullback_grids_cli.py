@@ -11,7 +11,8 @@ from whiteboxdl.cli import main
 from whiteboxdl.models.checkpoint import save_model
 from whiteboxdl.models.cnn import mnist_cnn
 from whiteboxdl.pullbacks import GradientAscent, PullbackAscent
-from whiteboxdl.viz.grids import compute_grid, explanation_figure, grid_columns, minmax_per_cell
+from whiteboxdl.pullbacks.grids import compute_grid, explanation_figure, grid_columns
+from whiteboxdl.viz.grids import minmax_per_cell
 
 
 def _cnn():
@@ -71,11 +72,11 @@ def test_explain_cli_with_a_model_file(tmp_path, capsys):
     pred = int(model(x).argmax())
     assert f"predicted {pred}" in capsys.readouterr().out
     assert main(["explain", str(img), "--model", str(path), "--targets", "12",
-                 "--out", str(out)]) == 1
+                 "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path / "missing.png"), "--model", str(path)]) == 1
+    assert main(["explain", str(tmp_path / "missing.png"), "--model", str(path)]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["explain", str(img), "--model", str(path), "--temperature", "0"]) == 1
+    assert main(["explain", str(img), "--model", str(path), "--temperature", "0"]) == 2
     assert "temperature" in capsys.readouterr().err
 
 
@@ -85,9 +86,32 @@ def test_explain_loads_imagenet_models_for_signed_inputs():
 
     loaded = load_explained_model("resnet18", weights="random")
     assert isinstance(loaded.model, SignedImageNetInput) and not loaded.model.training
-    assert loaded.bounds == (-1.0, 1.0) and loaded.channels == 3
-    assert loaded.class_names[207] == "golden retriever"
+    assert loaded.contract.bounds == (-1.0, 1.0) and loaded.contract.channels == 3
+    assert loaded.contract.class_names[207] == "golden retriever"
     x = load_images(["cat"], loaded)                  # a bundled example, by name
     assert x.shape == (1, 3, 224, 224) and x.min() >= -1 and x.max() <= 1
-    with pytest.raises(ValueError, match="unknown classifier"):
+    with pytest.raises(ValueError, match="unknown model.*did you mean resnet50"):
         load_explained_model("resnet5O", weights="random")
+
+
+def test_explain_cli_defaults_to_pretrained_efficientnet_lite0_offline(tmp_path, capsys,
+                                                                       monkeypatch):
+    """`whiteboxdl explain cat coffee` with nothing else: EfficientNet-Lite0 with its bundled
+    weights, no network, the photos' classes as columns, each photo's top-5 printed."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    out = tmp_path / "grid.png"
+    assert main(["explain", "cat", "coffee", "--steps", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    cat, coffee = (next(line for line in printed if line.startswith(f"{name}:"))
+                   for name in ("cat", "coffee"))
+    assert cat.startswith("cat: predicted 282 (tiger cat); top-5: 282 tiger cat ")
+    assert coffee.startswith("coffee: predicted 967 (espresso); top-5: 967 espresso ")
+    assert cat.count("%") == 5
+    with Image.open(out) as img:           # pullback and gradient grids, 2 rows x (1 + 3) cells
+        assert img.width > 2.5 * img.height

@@ -59,7 +59,7 @@ def _module_swap_pullback(model, x, T=0.3):
             return SoftGate.apply(z, torch.relu, sigmoid_gate, T, False)
 
     originals = {}
-    for name, module in model.named_modules():
+    for _name, module in model.named_modules():
         for child_name, child in module.named_children():
             if isinstance(child, nn.ReLU):
                 originals[(module, child_name)] = child

@@ -8,6 +8,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from whiteboxdl.quality import metrics as M
+from whiteboxdl.quality.metric_registry import get_metric
 
 N = 5
 
@@ -144,4 +145,4 @@ def test_metrics_reject_bad_shapes(linear_model, batch):
     with pytest.raises(ValueError, match="targets must have shape"):
         M.infidelity(linear_model, x, y[:2], w)
     with pytest.raises(ValueError, match="unknown metric"):
-        M.get_metric("Nope")
+        get_metric("Nope")

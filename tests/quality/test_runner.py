@@ -72,9 +72,74 @@ def test_resume_recomputes_only_missing_batches(tmp_path):
     np.testing.assert_array_equal(part.index, [0, 1, 2, 3, 8, 9])
     assert evaluate(cfg, tmp_path, task=_task(), progress=False) == [1]
     _assert_same(first, merge(tmp_path, write=False))
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match="different settings"):
         evaluate(_config(seed=2, explainers=["Gradient"], options={}), tmp_path, task=_task(),
                  progress=False)
+
+
+def _damage(path, how):
+    raw = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(raw[:len(raw) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # one flipped byte in the middle of the data: only the zip checksum can tell
+        flipped = bytearray(raw)
+        flipped[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+
+
+FAST = dict(explainers=["Gradient"], metrics=["Infidelity", "MaxSensitivity"], options={})
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "bit flip"])
+def test_damaged_batch_is_reported_recomputed_and_merges_like_an_undamaged_run(tmp_path, how,
+                                                                               capsys):
+    cfg = _config(**FAST)
+    evaluate(cfg, tmp_path / "ref", task=_task(), progress=False)
+    reference = merge(tmp_path / "ref", write=False)
+    run = tmp_path / "run"
+    evaluate(cfg, run, task=_task(), progress=False)
+    _damage(run / "batches" / "batch_00001.npz", how)
+    capsys.readouterr()
+    assert evaluate(cfg, run, task=_task(), progress=False) == [1]       # only the damaged one
+    err = capsys.readouterr().err
+    assert "batch_00001.npz is damaged" in err and "recomputed" in err
+    assert (run / "batches" / "batch_00001.npz.damaged").is_file()       # kept, not deleted
+    _assert_same(reference, merge(run, write=False))
+
+
+def test_merge_reports_a_damaged_batch_by_name(tmp_path, capsys):
+    cfg = _config(**FAST)
+    evaluate(cfg, tmp_path, task=_task(), progress=False)
+    _damage(tmp_path / "batches" / "batch_00002.npz", "truncated")
+    with pytest.raises(ValueError, match="1 of 3 batches are missing"):
+        merge(tmp_path, write=False)
+    assert "batch_00002.npz is damaged" in capsys.readouterr().err
+    assert main(["quality", "merge", str(tmp_path)]) == 2                 # still missing
+    assert "1 of 3 batches are missing" in capsys.readouterr().err
+    part = merge(tmp_path, write=False, partial=True)
+    np.testing.assert_array_equal(part.index, np.arange(8))
+
+
+def test_garbage_config_is_named_and_written_again(tmp_path, capsys):
+    cfg = _config(**FAST)
+    evaluate(cfg, tmp_path, task=_task(), progress=False)
+    reference = merge(tmp_path, write=False)
+    (tmp_path / "config.json").write_text("garbage")
+    assert main(["quality", "merge", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json is damaged" in err and "quality evaluate" in err
+    assert evaluate(cfg, tmp_path, task=_task(), progress=False) == []   # batches kept
+    assert "config.json is damaged" in capsys.readouterr().err
+    _assert_same(reference, merge(tmp_path, write=False))
+    # the batches carry the config's fingerprint: a rewritten config of another run is refused
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(ValueError, match="belongs to another run"):
+        evaluate(_config(**{**FAST, "seed": 5}), tmp_path, task=_task(), progress=False)
+    assert not (tmp_path / "config.json").exists()       # nothing recorded for the refused run
+    assert evaluate(cfg, tmp_path, task=_task(), progress=False) == []
+    _assert_same(reference, merge(tmp_path, write=False))
 
 
 def test_parse_shard_and_seeds():
@@ -88,17 +153,17 @@ def test_parse_shard_and_seeds():
 def test_cli_reports_bad_arguments(tmp_path, capsys):
     args = ["quality", "evaluate", "--model", "mnist-cnn", "--data", "mnist", "--out",
             str(tmp_path / "r")]
-    assert main(args + ["--explainers", "Gradient,Foo"]) == 1
+    assert main(args + ["--explainers", "Gradient,Foo"]) == 2
     assert "unknown explainer 'Foo'" in capsys.readouterr().err
-    assert main(args + ["--metrics", "Infidelity,Bar"]) == 1
+    assert main(args + ["--metrics", "Infidelity,Bar"]) == 2
     assert "unknown metric 'Bar'" in capsys.readouterr().err
-    assert main(args + ["--shard", "3/2"]) == 1
+    assert main(args + ["--shard", "3/2"]) == 2
     assert "--shard" in capsys.readouterr().err
-    assert main(["quality", "merge", str(tmp_path / "missing")]) == 1
+    assert main(["quality", "merge", str(tmp_path / "missing")]) == 2
     assert "not a quality run directory" in capsys.readouterr().err
-    assert main(args + ["--options", "{bad"]) == 1
+    assert main(args + ["--options", "{bad"]) == 2
     assert "--options must be JSON" in capsys.readouterr().err
-    assert main(args + ["--explainers", "Gradient", "--options", '{"SmoothGrad": {}}']) == 1
+    assert main(args + ["--explainers", "Gradient", "--options", '{"SmoothGrad": {}}']) == 2
     assert "not evaluated" in capsys.readouterr().err
 
 

@@ -72,7 +72,7 @@ def test_cli_inspect_rejects_other_models(tmp_path, capsys):
     from whiteboxdl.models.checkpoint import tiny_mlp
 
     save_model(tmp_path / "m.pt", tiny_mlp(), "whiteboxdl.models.checkpoint:tiny_mlp", {})
-    assert main(["semantic", "inspect", str(tmp_path / "m.pt")]) == 1
+    assert main(["semantic", "inspect", str(tmp_path / "m.pt")]) == 2
     assert "not a semantic network" in capsys.readouterr().err
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from whiteboxdl.cli import main
 from whiteboxdl.stability.store import PatternStore
@@ -27,10 +26,10 @@ def test_run_and_report(tmp_path, needs_mnist, capsys):
     printed = capsys.readouterr().out
     assert "all ReLUs" in printed and "report:" in printed
     # a second run into the same directory is refused without --overwrite
-    assert main(["stability", "run", "--dataset", "mnist", "--out", str(out)]) == 1
+    assert main(["stability", "run", "--dataset", "mnist", "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
 def test_report_of_missing_run(tmp_path, capsys):
-    assert main(["stability", "report", str(tmp_path)]) == 1
+    assert main(["stability", "report", str(tmp_path)]) == 2
     assert "patterns.npz" in capsys.readouterr().err

@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from whiteboxdl.app.inputs import (check_number, image_from_upload, imagenet_tensor, mnist_tensor,
-                                   parse_target)
+from whiteboxdl.app.inputs import check_number, image_from_upload, mnist_tensor, parse_target
+from whiteboxdl import validation
 from whiteboxdl.app.models import ModelRegistry, ModelSpec
 from whiteboxdl.data.images import example_images, to_pil
 from whiteboxdl.paths import cache_dir
@@ -100,9 +100,10 @@ class Explanation:
 
 
 def model_input(image: Any, spec: ModelSpec) -> torch.Tensor:
-    """Validate an upload / drawing and turn it into the input ``spec``'s model expects."""
+    """Validate an upload / drawing and turn it into the input ``spec``'s model expects (digit
+    models: MNIST's own normalisation of a drawing; photo models: the model's contract)."""
     img = image_from_upload(image)
-    return mnist_tensor(img) if spec.family == "mnist" else imagenet_tensor(img, spec.size)
+    return mnist_tensor(img) if spec.contract.kind == "digit" else spec.contract.load(img)
 
 
 def display(x: torch.Tensor, spec: ModelSpec, rescale: bool = False) -> Image.Image:
@@ -113,32 +114,60 @@ def display(x: torch.Tensor, spec: ModelSpec, rescale: bool = False) -> Image.Im
         x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
         img = to_pil(x, signed=False)
     else:
-        img = to_pil(x, signed=spec.family != "mnist")
+        img = to_pil(x, signed=spec.bounds == (-1.0, 1.0))
     if img.size != (DISPLAY_SIZE, DISPLAY_SIZE):
         img = img.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
     return img
 
 
-def top_k(model: nn.Module, x: torch.Tensor, spec: ModelSpec, k: int = TOP_K) -> dict[str, float]:
-    """The model's ``k`` most probable classes for one image, as ``{"idx – name": prob}``."""
+def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         logits = model(x)
     if not torch.isfinite(logits).all():
         raise ValueError("the model produced non-finite logits for this image")
-    probs = logits.softmax(dim=1)[0]
+    return logits.softmax(dim=1)[0]
+
+
+def top_k(model: nn.Module, x: torch.Tensor, spec: ModelSpec, k: int = TOP_K) -> dict[str, float]:
+    """The model's ``k`` most probable classes for one image, as ``{"idx – name": prob}``."""
+    probs = _probabilities(model, x)
     values, indices = probs.topk(min(k, probs.numel()))
     return {spec.class_label(int(i)): float(v) for v, i in zip(values, indices)}
 
 
+#: The app's ranges for the pullback temperatures (every registered rule's, see
+#: :func:`pullback_settings`).
+TEMPERATURE_LIMITS = (1e-3, 100.0)
+
+
+def pullback_settings(temperature: Any = 0.3, gate: str = "sigmoid",
+                      extra: dict[str, Any] | None = None):
+    """The :class:`~whiteboxdl.pullbacks.settings.PullbackSettings` of a request: the ReLU
+    ``temperature`` and ``gate`` (UI name) plus ``extra`` settings — any rule's temperature
+    (``maxpool_temperature``, ``silu_temperature`` …), ``maxpool_rule`` or ``rules`` — each
+    validated with a message for the user."""
+    from whiteboxdl.pullbacks.registry import options
+    from whiteboxdl.pullbacks.settings import PullbackSettings
+
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+    values: dict[str, Any] = {"temperature": temperature, **(extra or {})}
+    known = options()
+    for name, value in list(values.items()):
+        if name in known and known[name].is_temperature:
+            values[name] = check_number(name.replace("_", " "), value, *TEMPERATURE_LIMITS)
+    return PullbackSettings(gate=GATES[gate], **values)
+
+
 def _ascent(method: str, model: nn.Module, spec: ModelSpec, x: torch.Tensor, target: int,
-            steps: int, alpha: float, eps: float | None, temperature: float, gate: str):
+            steps: int, alpha: float, eps: float | None, settings):
     try:
         from whiteboxdl.pullbacks import GradientAscent, PullbackAscent
     except ImportError as exc:
         raise ValueError(f"excitation pullbacks are not installed in this build ({exc})") from None
     common = dict(steps=steps, alpha=alpha, eps=eps, clip="every", bounds=spec.bounds)
     if method == "pullback":
-        ascent = PullbackAscent(model, temperature=temperature, gate=GATES[gate], **common)
+        ascent = PullbackAscent(model, settings=settings, **common)
     else:
         ascent = GradientAscent(model, **common)
     return ascent.ascend(x, torch.tensor([target]))
@@ -146,30 +175,32 @@ def _ascent(method: str, model: nn.Module, spec: ModelSpec, x: torch.Tensor, tar
 
 def explain(registry: ModelRegistry, image: Any, model: str, target: Any = None,
             steps: Any = 10, alpha: Any = 20.0, eps: Any = 100.0, temperature: Any = 0.3,
-            gate: str = "sigmoid", method: str = "pullback") -> Explanation:
+            gate: str = "sigmoid", method: str = "pullback",
+            settings: dict[str, Any] | None = None) -> Explanation:
     """Run pullback (and/or vanilla-gradient) ascent towards ``target`` on one image.
 
     ``target`` is ``"idx – name"``, an index, or ``None``/``"auto …"`` for the predicted class;
-    ``eps = 0`` means no L2 projection; ``method`` is ``"pullback"``, ``"gradient"`` or ``"both"``.
+    ``eps = 0`` means no L2 projection; ``method`` is ``"pullback"``, ``"gradient"`` or ``"both"``;
+    ``settings``: further pullback settings (every rule's temperature, see
+    :func:`pullback_settings`).
     """
     spec = registry.spec(model)
     steps = check_number("steps", steps, 1, 200, integer=True)
     alpha = check_number("alpha", alpha, 1e-6, 1e4)
     eps = check_number("epsilon", eps, 0, 1e5)
-    temperature = check_number("temperature", temperature, 1e-3, 100)
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+    pullback = pullback_settings(temperature, gate, settings)
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     index = parse_target(target, len(spec.classes))
     x = model_input(image, spec)
     net = registry.get(spec.key)
+    probs = _probabilities(net, x)
     top_input = top_k(net, x, spec)
     if index is None:
-        index = int(next(iter(top_input)).split(" ", 1)[0])
+        index = int(probs.argmax())
     out = Explanation(spec.key, index, spec.class_label(index), display(x, spec), top_input)
     for name in (("pullback", "gradient") if method == "both" else (method,)):
-        result = _ascent(name, net, spec, x, index, steps, alpha, eps or None, temperature, gate)
+        result = _ascent(name, net, spec, x, index, steps, alpha, eps or None, pullback)
         perturbed = result.perturbed.detach()
         logits = torch.as_tensor(result.target_logits).detach().reshape(-1)
         out.runs[name] = MethodRun(display(perturbed, spec),
@@ -186,10 +217,11 @@ def _mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mnist_digit(index: int) -> tuple[Image.Image, int]:
-    """MNIST test image ``index`` as a 28x28 RGB PIL image, and its label."""
+    """MNIST test image ``index`` (a whole number, not a string) as a 28x28 RGB PIL image, and
+    its label."""
     x, y = _mnist_test()
-    if not 0 <= index < len(y):
-        raise ValueError(f"MNIST test index must be in 0..{len(y) - 1}, got {index}")
+    index = validation.check_number("MNIST test index", index, low=0, high=len(y) - 1,
+                                    integer=True)
     return to_pil(x[index], signed=False).convert("RGB"), int(y[index])
 
 
@@ -201,7 +233,7 @@ def sample_test_image(spec: ModelSpec, rng: random.Random | None = None
     (no ImageNet validation set is shipped).
     """
     rng = rng or random.Random()
-    if spec.family == "mnist":
+    if spec.contract.kind == "digit":
         index = rng.randrange(len(_mnist_test()[1]))
         img, label = mnist_digit(index)
         return img, f"MNIST test image #{index} (label {label})"
@@ -284,10 +316,30 @@ def processing_figure(model: nn.Module, x: torch.Tensor) -> Image.Image:
             return img.convert("RGB")
 
 
+def _check_whitebox_call(model: Any, x: Any) -> None:
+    """``ValueError`` unless ``model`` is a semantic network and ``x`` one (1, 1, 28, 28) image
+    in [0, 1] (what :func:`semantic_input` makes)."""
+    from whiteboxdl.semantic.network import SemanticNetwork
+
+    if not isinstance(model, SemanticNetwork):
+        raise ValueError(f"the white-box view needs a semantic-feature network (e.g. "
+                         f"whiteboxdl.semantic.get_semantic_model()), got "
+                         f"{type(model).__name__}")
+    if x is None:
+        raise ValueError("no image given: draw a digit, upload one or sample a test digit first")
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (1, 1, 28, 28):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"the image must be one (1, 1, 28, 28) tensor in [0, 1] (see "
+                         f"semantic_input), got {shape}")
+    if not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError("the image must hold finite values in [0, 1]")
+
+
 def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
     """The semantic network's processing of one image ``x`` (1, 1, 28, 28) in [0, 1]."""
     from whiteboxdl.semantic.network import processing_steps
 
+    _check_whitebox_call(model, x)
     out = processing_steps(model, x)
     names = [str(c) for c in model.class_names]
     steps = [(colour_map(out["input"][0, 0], signed=False), "input"),
@@ -338,6 +390,7 @@ def attack_view(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = None
                 ) -> tuple[WhiteboxView, str]:
     """Attack ``x`` with APGD-CE and return the view of the adversarial image (its steps start
     with the perturbation) and a status line."""
+    _check_whitebox_call(model, x)
     x_adv, y = whitebox_attack(model, x, eps, label)
     view = whitebox_view(model, x_adv)
     delta = x_adv[0, 0] - x[0, 0]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from whiteboxdl.data.images import load_image, preprocess
+from whiteboxdl.data.images import load_image
 
 #: Uploads larger than this many bytes are refused before decoding.
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -101,11 +101,6 @@ def mnist_tensor(img: Image.Image) -> torch.Tensor:
     if gray.shape != (28, 28):
         gray = _centre_digit(gray)
     return torch.from_numpy(np.ascontiguousarray(gray))[None, None]
-
-
-def imagenet_tensor(img: Image.Image, size: int = 224) -> torch.Tensor:
-    """An RGB image -> (1, 3, size, size) in [-1, 1] with the paper's geometry."""
-    return preprocess(img, size=size, resize=round(size * 256 / 224))
 
 
 def parse_target(value: Any, n_classes: int) -> int | None:

@@ -10,42 +10,73 @@ Example
 >>> registry = ModelRegistry()
 >>> registry.spec("mnist-cnn").size, registry.spec("resnet50").classes[207]
 (28, 'golden retriever')
+>>> registry.specs[0].label, registry.availability("efficientnet_lite0")[0]
+('EfficientNet-Lite0 (ImageNet, bundled weights)', True)
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from torch import nn
 
-from whiteboxdl.data.imagenet import class_choices, imagenet_classes
+from whiteboxdl.data.imagenet import class_choices
+from whiteboxdl.models.registry import (InputContract, availability, model_contract, model_label,
+                                        resolve_model)
 
 MNIST_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SEMANTIC_KEY = "semantic"
+#: The models the pullbacks tab offers, in order, the first being the default (any registered
+#: model name works): pretrained EfficientNet-Lite (bundled, offline), the project's MNIST CNN,
+#: and the paper's torchvision models (usable once their weight files are in torch's hub cache).
+APP_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mnist-cnn",
+              "resnet50", "vgg11_bn", "densenet121")
+#: Quick picks for ImageNet models: classes of the bundled photos and the paper's favourite
+#: counterfactuals.
+IMAGENET_QUICK_PICKS = (207, 281, 291, 340, 417, 812, 817, 967, 504, 1)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the app needs to know about a model before loading it."""
+    """What the app needs to know about a model before loading it (from the model registry)."""
 
     key: str
     label: str
-    family: str  # "mnist" (1x28x28 in [0,1]) or "imagenet" (3x224x224 in [-1,1])
-    classes: tuple[str, ...]
+    contract: InputContract
     quick_picks: tuple[int, ...]
     steps: int = 10
     alpha: float = 20.0
     eps: float = 100.0
 
+    @classmethod
+    def of(cls, key: str) -> "ModelSpec":
+        """The spec of a registered model. Digit models scale the paper's alpha=20, eps=100
+        (224x224x3 in [-1, 1]) down to a 28x28 image in [0, 1]: the same step per pixel."""
+        contract = model_contract(key)
+        if contract.class_names is None:
+            raise ValueError(f"{key} declares no class names; the app needs them")
+        if contract.kind == "digit":
+            names = contract.class_names
+            if all(n.isdigit() and len(n) == 1 for n in names):     # shown as words: "7 – seven"
+                contract = replace(contract, class_names=tuple(MNIST_DIGITS[int(n)] for n in names))
+            return cls(key, model_label(key), contract, tuple(range(len(names))), steps=10,
+                       alpha=1.0, eps=5.0)
+        picks = tuple(i for i in IMAGENET_QUICK_PICKS if i < len(contract.class_names))
+        return cls(key, model_label(key), contract, picks)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.contract.class_names or ()
+
     @property
     def size(self) -> int:
-        return 28 if self.family == "mnist" else 224
+        return self.contract.size
 
     @property
     def bounds(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.family == "mnist" else (-1.0, 1.0)
+        return self.contract.bounds
 
     def class_label(self, index: int) -> str:
         return f"{index} – {self.classes[index]}"
@@ -54,42 +85,10 @@ class ModelSpec:
         return class_choices(self.classes)
 
 
-def _imagenet_spec(key: str, label: str) -> ModelSpec:
-    # Quick picks: classes of the bundled photos and the paper's favourite counterfactuals.
-    return ModelSpec(key, label, "imagenet", imagenet_classes(),
-                     quick_picks=(207, 281, 291, 340, 417, 812, 817, 967, 504, 1))
-
-
-#: Defaults for MNIST scale the paper's alpha=20, eps=100 (224x224x3 in [-1, 1]) down to a
-#: 28x28 image in [0, 1]: the same step per pixel.
-SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("mnist-cnn", "MNIST CNN (this project, 10 digits)", "mnist", MNIST_DIGITS,
-              quick_picks=tuple(range(10)), steps=10, alpha=1.0, eps=5.0),
-    _imagenet_spec("resnet50", "ResNet50 (torchvision, ImageNet)"),
-    _imagenet_spec("vgg11_bn", "VGG11_BN (torchvision, ImageNet)"),
-    _imagenet_spec("densenet121", "DenseNet121 (torchvision, ImageNet)"),
-)
-
-
-def _load_mnist_cnn() -> nn.Module:
-    from whiteboxdl.models.cnn import get_cnn
-
-    return get_cnn("mnist")
-
-
 def _load_semantic(digits: tuple[int, ...] = (3, 5)) -> nn.Module:
     from whiteboxdl.semantic import get_semantic_model
 
     return get_semantic_model(digits)
-
-
-def _imagenet_loader(name: str, random_weights: bool) -> Callable[[], nn.Module]:
-    def load() -> nn.Module:
-        from whiteboxdl.models.zoo import load_classifier, weights_available
-
-        random_init = random_weights and not weights_available(name)
-        return load_classifier(name, weights=None if random_init else "DEFAULT")
-    return load
 
 
 @dataclass
@@ -100,7 +99,8 @@ class ModelRegistry:
     initialisation; for timing and trying the interface only — their predictions mean nothing).
     """
 
-    specs: tuple[ModelSpec, ...] = SPECS
+    specs: tuple[ModelSpec, ...] = field(default_factory=lambda: tuple(
+        ModelSpec.of(key) for key in APP_MODELS))
     random_weights: bool = False
     #: digits of the white-box tab's semantic network (``get_semantic_model(semantic_digits)``)
     semantic_digits: tuple[int, ...] = (3, 5)
@@ -114,9 +114,13 @@ class ModelRegistry:
         self._custom = set(self.loaders)
         self._guard = threading.Lock()
         for spec in self.specs:
-            if spec.key not in self.loaders:
-                self.loaders[spec.key] = (_load_mnist_cnn if spec.family == "mnist"
-                                          else _imagenet_loader(spec.key, self.random_weights))
+            self.loaders.setdefault(spec.key, self._registry_loader(spec.key))
+
+    def _registry_loader(self, key: str) -> Callable[[], nn.Module]:
+        def load() -> nn.Module:
+            random_init = self.random_weights and not availability(key)[0]
+            return resolve_model(key, weights=None if random_init else "DEFAULT").model
+        return load
 
     def spec(self, key_or_label: str) -> ModelSpec:
         """The spec of a model given its key (``"resnet50"``) or its label in the UI."""
@@ -133,25 +137,12 @@ class ModelRegistry:
             return True, "loaded"
         if spec.key in self._custom:
             return True, "custom loader"
-        if spec.family == "mnist":
-            try:
-                from whiteboxdl.models.cnn import cnn_dir
-            except ImportError:
-                return False, "the project's CNN module (whiteboxdl.models.cnn) is not installed"
-            if (cnn_dir("mnist") / "model.pt").is_file():
-                return True, "trained and cached"
-            return True, ("not trained yet: the first request trains it on MNIST (a few CPU "
-                          "minutes; or run `whiteboxdl train cnn --dataset mnist` beforehand)")
-        try:
-            from whiteboxdl.models.zoo import weights_available, weights_path
-        except ImportError:
-            return False, "the model zoo (whiteboxdl.models.zoo) is not installed"
-        if weights_available(spec.key):
-            return True, "ImageNet weights found"
-        if self.random_weights:
+        usable, why = availability(spec.key)
+        if not usable and self.random_weights:
             return True, "RANDOM weights (started with --random-weights): predictions are meaningless"
-        return False, (f"no ImageNet weights here: copy the torchvision file to "
-                       f"{weights_path(spec.key)} (or run once online) and restart the app")
+        if not usable:
+            return False, f"{why}, and restart the app"
+        return True, why
 
     def get(self, key_or_label: str) -> nn.Module:
         """The model, loaded on first use (once, even under concurrent first requests)."""

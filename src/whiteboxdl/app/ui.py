@@ -89,6 +89,27 @@ def _quick_choices(spec: ModelSpec) -> list[str]:
     return [spec.class_label(i) for i in spec.quick_picks]
 
 
+def rule_settings() -> dict[str, Any]:
+    """One input per pullback setting beyond the ReLU temperature and gate, read from the rule
+    registry (so a newly registered rule's temperature appears here too), and the active rules."""
+    from whiteboxdl.pullbacks.registry import default_rule_names, options, rule_names
+
+    inputs: dict[str, Any] = {}
+    with gr.Accordion("Pullback rules (advanced)", open=False, elem_id="pb-rules"):
+        inputs["rules"] = gr.CheckboxGroup(list(rule_names()), value=list(default_rule_names()),
+                                           label="Active rules (relu + maxpool: the paper's; relu6: "
+                                                 "ReLU6 networks)")
+        for name, option in options().items():
+            if name == "temperature":
+                continue
+            label = f"{name.replace('_', ' ')} — {option.help}" if option.help else name
+            if option.choices is not None:
+                inputs[name] = gr.Radio(list(option.choices), value=option.default, label=label)
+            else:
+                inputs[name] = gr.Number(option.default, label=label, minimum=0)
+    return inputs
+
+
 def pullbacks_tab(registry: ModelRegistry) -> None:
     """The 'Excitation pullbacks' tab."""
     first = registry.specs[0]
@@ -113,12 +134,15 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
                 with gr.Row():
                     alpha = gr.Number(first.alpha, label="Step size α (L2)", minimum=0)
                     eps = gr.Number(first.eps, label="L2 radius ε (0 = none)", minimum=0)
-                temperature = gr.Slider(0.01, 3.0, value=0.3, step=0.01, label="Temperature T")
+                temperature = gr.Slider(0.01, 3.0, value=0.3, step=0.01,
+                                        label="ReLU temperature T (ReLU6 networks such as "
+                                              "EfficientNet-Lite: 'relu6 temperature' below)")
                 gate = gr.Radio(list(handlers.GATES), value="sigmoid", label="Gate")
                 method = gr.Radio([("excitation pullback", "pullback"),
                                    ("vanilla gradient", "gradient"),
                                    ("both side by side", "both")],
                                   value="pullback", label="Method")
+            rule_inputs = rule_settings()
             run = gr.Button("Explain", variant="primary", elem_id="pb-explain")
         with gr.Column(scale=2):
             status = gr.Markdown("Pick an image and a target class, then press **Explain**.",
@@ -167,9 +191,13 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
 
     sample.click(on_sample, [model], [image, sample_info], api_name="sample")
 
+    names = list(rule_inputs)
+
     @user_errors
-    def on_explain(img, label, tgt, k, a, e, t, g, m, progress=gr.Progress(track_tqdm=True)):
-        result = handlers.explain(registry, img, label, tgt, k, a, e, t, g, m)
+    def on_explain(img, label, tgt, k, a, e, t, g, m, *rule_values,
+                   progress=gr.Progress(track_tqdm=True)):
+        settings = dict(zip(names, rule_values))
+        result = handlers.explain(registry, img, label, tgt, k, a, e, t, g, m, settings=settings)
         values: list[Any] = []
         for name in ("pullback", "gradient"):
             run_ = result.runs.get(name)
@@ -179,7 +207,8 @@ def pullbacks_tab(registry: ModelRegistry) -> None:
         return [*values, result.top_input, result.logit_figure(), pd.DataFrame(rows, columns=header),
                 result.status()]
 
-    run.click(on_explain, [image, model, target, steps, alpha, eps, temperature, gate, method],
+    run.click(on_explain, [image, model, target, steps, alpha, eps, temperature, gate, method,
+                           *rule_inputs.values()],
               [*outputs, top_input, plot, table, status], api_name="explain")
 
 

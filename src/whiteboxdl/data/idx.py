@@ -2,9 +2,12 @@
 
 Example
 -------
->>> images = read_idx("train-images-idx3-ubyte.gz")   # doctest: +SKIP
->>> images.shape
-(60000, 28, 28)
+>>> import gzip, struct, tempfile
+>>> path = tempfile.mktemp(suffix=".gz")               # a 2-image IDX file of 3x4 uint8 pixels
+>>> with gzip.open(path, "wb") as f:
+...     _ = f.write(struct.pack(">HBBIII", 0, 0x08, 3, 2, 3, 4) + bytes(range(24)))
+>>> read_idx(path).shape
+(2, 3, 4)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 # IDX type codes -> numpy big-endian dtypes.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -13,6 +13,7 @@ Example
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -40,6 +41,9 @@ class SignedImageNetInput(nn.Module):
     ``forward(x) = model(((x + 1) / 2 - mean) / std)``; ``x`` must have 3 channels.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         self.model = model
@@ -58,3 +62,49 @@ class SignedImageNetInput(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
             raise ValueError(f"expected a batch (N, {self.mean.shape[1]}, H, W), got {tuple(x.shape)}")
         return self.model(self.normalise(x))
+
+
+def read_labels_csv(source: str | Path) -> list[tuple[Path, int]]:
+    """``(image path, class index)`` rows of a labelled image folder: a ``labels.csv`` whose
+    header names ``file`` and ``class_index`` (other columns, e.g. ``wnid``, ``class_name``, are
+    ignored), files relative to the CSV's folder or an ``images/`` folder beside it.
+
+    ``source`` is the CSV or the folder holding it. ``FileNotFoundError`` / ``ValueError`` name
+    the file and what is wrong.
+
+    Example
+    -------
+    >>> rows = read_labels_csv("../shared/data/imagenet-sample")       # doctest: +SKIP
+    >>> rows[0]                                                         # doctest: +SKIP
+    (PosixPath('../shared/data/imagenet-sample/images/000_n01440764.jpg'), 0)
+    """
+    import csv
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "labels.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file not found: {path} (expected a labels.csv with "
+                                "columns file,class_index)")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"file", "class_index"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: the header must name the columns file and class_index, "
+                             f"got {reader.fieldnames}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                label = int(row["class_index"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: class_index must be an integer, got "
+                                 f"{row['class_index']!r}") from None
+            name = row["file"] or ""
+            candidates = [path.parent / name, path.parent / "images" / name]
+            image = next((c for c in candidates if c.is_file()), None)
+            if not name or image is None:
+                raise FileNotFoundError(f"{path}:{line}: image {name!r} not found next to the "
+                                        "CSV or in its images/ folder")
+            rows.append((image, label))
+    if not rows:
+        raise ValueError(f"{path} lists no images")
+    return rows

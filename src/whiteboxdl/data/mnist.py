@@ -97,6 +97,14 @@ def _find_file(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def _located(directory: Path, stem: str) -> Path:
+    path = _find_file(directory, stem)
+    if path is None:
+        raise FileNotFoundError(f"{stem} is missing from {directory}; fetch the data again "
+                                "(`whiteboxdl data fetch`)")
+    return path
+
+
 def verify_directory(directory: str | Path, spec: DatasetSpec = MNIST) -> bool:
     """Check that ``directory`` holds all four files of ``spec`` with the right MD5s.
 
@@ -104,8 +112,9 @@ def verify_directory(directory: str | Path, spec: DatasetSpec = MNIST) -> bool:
     present but its unpacked bytes have the wrong MD5 (a corrupt or different file).
     """
     directory = Path(directory)
-    found = {stem: _find_file(directory, stem) for stem in spec.md5}
-    if any(path is None for path in found.values()):
+    located = {stem: _find_file(directory, stem) for stem in spec.md5}
+    found = {stem: path for stem, path in located.items() if path is not None}
+    if len(found) != len(located):
         return False
     for stem, path in found.items():
         digest = md5_of(read_raw_bytes(path))
@@ -156,9 +165,10 @@ def _fetch_with_torchvision(spec: DatasetSpec, timeout: float = 10.0) -> Located
             cls(tmp, train=False, download=True)
             raw = Path(tmp) / cls.__name__ / "raw"
             files = {stem: _find_file(raw, stem) for stem in spec.md5}
-            if any(p is None for p in files.values()):
+            present = {stem: p for stem, p in files.items() if p is not None}
+            if len(present) != len(files):
                 return None
-            return _copy_into_cache(files, spec, "torchvision download")
+            return _copy_into_cache(present, spec, "torchvision download")
     except Exception:  # offline, mirror down, partial download: try the next source
         return None
     finally:
@@ -244,8 +254,8 @@ def load_dataset(
     spec = get_spec(name)
     directory = locate(name, root, download).directory
     prefix = _PREFIX[split]
-    images = read_idx_bytes(read_raw_bytes(_find_file(directory, f"{prefix}-images-idx3-ubyte")))
-    labels = read_idx_bytes(read_raw_bytes(_find_file(directory, f"{prefix}-labels-idx1-ubyte")))
+    images = read_idx_bytes(read_raw_bytes(_located(directory, f"{prefix}-images-idx3-ubyte")))
+    labels = read_idx_bytes(read_raw_bytes(_located(directory, f"{prefix}-labels-idx1-ubyte")))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{spec.name} {split}: images {images.shape} and labels {labels.shape} "
                          "do not match")
@@ -282,14 +292,23 @@ def select_classes(x: torch.Tensor, y: torch.Tensor,
     return x[keep], lookup[y[keep]]
 
 
+def check_digits(digits: Sequence[int]) -> list[int]:
+    """``digits`` as a list of whole numbers in 0..9; ``TypeError``/``ValueError`` naming the bad
+    one otherwise (no silent truncation of ``3.7`` to 3)."""
+    from whiteboxdl.validation import check_number
+
+    if isinstance(digits, (str, bytes)) or not hasattr(digits, "__iter__"):
+        raise TypeError(f"digits must be a sequence of digits such as (3, 5), got {digits!r}")
+    return [check_number("every entry of digits", d, low=0, high=9, integer=True) for d in digits]
+
+
 def digit_subset(digits: Sequence[int] = (3, 5), split: str = "train", root: str | Path | None = None,
                  dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST restricted to ``digits``, labels remapped to 0..k-1 in the given order.
 
     ``digit_subset((3, 5), "test")`` gives the 1,902 test images with 3 -> 0 and 5 -> 1.
+    Every digit must be a whole number in 0..9 (``3.7`` is refused, not truncated).
     """
-    bad = [d for d in digits if not 0 <= int(d) <= 9]
-    if bad:
-        raise ValueError(f"digits must be in 0..9, got {bad}")
+    digits = check_digits(digits)
     x, y = load_dataset(dataset, split, root)
     return select_classes(x, y, digits)

@@ -1,8 +1,10 @@
 """Self-describing model files: weights plus the builder that recreates the architecture.
 
 A file holds ``{"builder": "whiteboxdl.module:function", "kwargs": {...}, "state_dict": {...}}``
-and is read with ``torch.load(..., weights_only=True)``; only builders inside ``whiteboxdl`` are
-imported.
+and is read with ``torch.load(..., weights_only=True)``. The builder must be one the model
+registry allow-lists (:func:`whiteboxdl.models.registry.get_builder`) and its kwargs must pass the
+builder's declared bounds and signature — checked before anything is imported or called, so a
+model file cannot run code.
 
 Example
 -------
@@ -18,50 +20,36 @@ True
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from whiteboxdl.models.registry import (BuilderSpec, ModelFamily, Param, build_from_file,
+                                        get_builder, read_model_file, register_family)
+
+__all__ = ["load_model", "read_model_file", "save_model", "tiny_mlp"]
+
 
 def save_model(path: str | Path, model: nn.Module, builder: str, kwargs: dict) -> None:
-    """Write ``model``'s weights and how to rebuild it (``builder`` = ``"module:function"``)."""
+    """Write ``model``'s weights and how to rebuild it (``builder`` = a registered
+    ``"module:function"``; ``kwargs`` must pass its declared bounds)."""
+    spec = get_builder(builder, where="save_model")
+    kwargs = spec.check_kwargs(dict(kwargs), where="save_model")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".partial")
-    torch.save({"builder": builder, "kwargs": dict(kwargs), "state_dict": model.state_dict()}, tmp)
+    torch.save({"builder": builder, "kwargs": kwargs, "state_dict": model.state_dict()}, tmp)
     tmp.replace(path)
 
 
-def _resolve_builder(builder: str):
-    module_name, _, func_name = builder.partition(":")
-    if not module_name.startswith("whiteboxdl.") or not func_name:
-        raise ValueError(f"refusing to import builder {builder!r}: only 'whiteboxdl.<module>:<fn>'")
-    return getattr(importlib.import_module(module_name), func_name)
-
-
-def read_model_file(path: str | Path) -> dict:
-    """Load the raw dict of a model file, with clear errors for missing or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a loadable whiteboxdl model file ({exc})") from exc
-    if not isinstance(state, dict) or not {"builder", "kwargs", "state_dict"} <= set(state):
-        raise ValueError(f"{path}: not a whiteboxdl model file (expected keys builder, kwargs, "
-                         "state_dict); plain state dicts need the architecture built by hand")
-    return state
-
-
 def load_model(path: str | Path) -> nn.Module:
-    """Rebuild the architecture recorded in ``path`` and load its weights; eval mode."""
-    state = read_model_file(path)
-    model = _resolve_builder(state["builder"])(**state["kwargs"])
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
+    """Rebuild the architecture recorded in ``path`` and load its weights; eval mode.
+
+    Raises ``ValueError`` for a builder that is not registered, kwargs outside its bounds, or
+    weights that do not fit; ``FileNotFoundError`` for a missing file.
+    """
+    return build_from_file(path)[0]
 
 
 def tiny_mlp(in_features: int = 4, classes: int = 2, hidden: int = 0) -> nn.Sequential:
@@ -69,3 +57,12 @@ def tiny_mlp(in_features: int = 4, classes: int = 2, hidden: int = 0) -> nn.Sequ
     if hidden:
         return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
     return nn.Sequential(nn.Linear(in_features, classes))
+
+
+register_family(ModelFamily(
+    "examples", claims=lambda name: False, load=lambda name, weights, train: tiny_mlp(),
+    contract=lambda name: None,  # type: ignore[arg-type, return-value]
+    description="toy models for tests and docs (model files only)",
+    builders=(BuilderSpec("whiteboxdl.models.checkpoint:tiny_mlp", {
+        "in_features": Param(int, 1, 1_000_000), "classes": Param(int, 1, 100_000),
+        "hidden": Param(int, 0, 100_000)}),)))

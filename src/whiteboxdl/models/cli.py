@@ -5,13 +5,15 @@ Example
 $ whiteboxdl train cnn                       # MNIST, cached for get_cnn("mnist")
 $ whiteboxdl train cnn --dataset fashion-mnist
 $ whiteboxdl train cnn --digits 3 5 --epochs 3 --out runs/cnn35
-$ whiteboxdl models                          # torchvision weights: cached or where to put them
+$ whiteboxdl models                          # every model by name: usable here? torchvision files
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+
+from whiteboxdl.paths import check_output_path
 
 #: Modules adding ``train <model>`` commands through ``register_train(train_subparsers)``.
 TRAIN_MODULES = ("whiteboxdl.models.cli",)
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     for name in TRAIN_MODULES:
         importlib.import_module(name).register_train(sub)
-    models = subparsers.add_parser("models", help="torchvision classifiers and their weight files")
+    models = subparsers.add_parser("models", help="the models known by name, what is usable here, "
+                                                  "and torchvision's weight files")
     models.add_argument("names", nargs="*", metavar="NAME",
                         help="classifiers to show (default: resnet50 vgg11_bn densenet121)")
     models.add_argument("--all", action="store_true", help="every torchvision classifier")
@@ -40,7 +43,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--epochs", type=int,
                      help="default: " + ", ".join(f"{d} {r['epochs']}" for d, r in RECIPES.items()))
     cnn.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
-    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn)")
+    cnn.add_argument("--out", help="output directory (default: the cache used by get_cnn); an "
+                                   "interrupted run resumes there, a run with other data, digits, "
+                                   "seed or epochs is refused")
     cnn.add_argument("--limit", type=int, metavar="N",
                      help="use only the first N training images (quick runs)")
     cnn.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -55,7 +60,7 @@ def _train_cnn(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.limit and not args.out:
         raise ValueError("--limit trains a partial model: give --out so the cache is not replaced")
-    out = args.out or cnn_dir(args.dataset, args.digits)
+    out = check_output_path(args.out or cnn_dir(args.dataset, args.digits))
     train_data = None
     if args.limit:
         x, y = load_cnn_data(args.dataset, args.digits, "train")
@@ -71,14 +76,26 @@ def _train_cnn(args: argparse.Namespace) -> int:
     return 0
 
 
-PAPER_MODELS = ("resnet50", "vgg11_bn", "densenet121")
+def registered_models() -> list[list[str]]:
+    """``[name, family, "yes"/"no", why]`` for every name the model families list (no loading)."""
+    from whiteboxdl.models.registry import availability, families
+
+    rows = []
+    for family in families():
+        for name in family.names():
+            usable, why = availability(name)
+            rows.append([name, family.name, "yes" if usable else "no", why])
+    return rows
 
 
 def _models(args: argparse.Namespace) -> int:
-    from whiteboxdl.models.zoo import (classifier_names, resolve_weights, weights_available,
-                                       weights_path)
+    from whiteboxdl.models.zoo import (PAPER_MODELS, classifier_names, resolve_weights,
+                                       weights_available, weights_path)
     from whiteboxdl.viz.report import markdown_table
 
+    if not args.names and not args.all:
+        print(markdown_table(["model", "family", "usable here", "why"], registered_models()))
+        print()
     names = classifier_names() if args.all else (args.names or list(PAPER_MODELS))
     rows = [[name, resolve_weights(name).name, "yes" if weights_available(name) else "no",
              str(weights_path(name)), resolve_weights(name).url] for name in names]

@@ -18,14 +18,18 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import torch
 from torch import nn
 
 from whiteboxdl.models.checkpoint import load_model
+from whiteboxdl.models.registry import (DIGITS, BuilderSpec, InputContract, ModelFamily, Param,
+                                        register_family)
 from whiteboxdl.models.training import TrainConfig, fit
 from whiteboxdl.paths import file_lock, models_dir
 
@@ -36,7 +40,7 @@ DEFAULT_CONFIG = TrainConfig(epochs=3, batch_size=128, lr=3e-3, weight_decay=0.0
                              schedule="onecycle")
 #: Per-dataset epochs and whether to train with random ±2 px shifts (chosen on the test runs in
 #: BENCHMARKS.md: shifts help MNIST, cost Fashion-MNIST 0.4-0.7 points).
-RECIPES = {"mnist": {"epochs": 3, "augment": True},
+RECIPES: dict[str, dict[str, Any]] = {"mnist": {"epochs": 3, "augment": True},
            "fashion-mnist": {"epochs": 6, "augment": False}}
 
 
@@ -96,9 +100,11 @@ def _check_dataset(dataset: str) -> None:
 
 
 def _check_digits(digits: Sequence[int] | None) -> tuple[int, ...]:
+    from whiteboxdl.data.mnist import check_digits
+
     if digits is None or len(digits) == 0:
         return ()
-    digits = tuple(int(d) for d in digits)
+    digits = tuple(check_digits(digits))
     if len(digits) < 2 or len(set(digits)) != len(digits) or not all(0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be >= 2 distinct classes in 0..9, got {digits}")
     return digits
@@ -157,8 +163,8 @@ def train_cnn(
     digits = _check_digits(digits)
     _check_dataset(dataset)
     recipe = RECIPES[dataset]
-    epochs = recipe["epochs"] if epochs is None else int(epochs)
-    augment = recipe["augment"] if augment is None else bool(augment)
+    epochs = int(recipe["epochs"]) if epochs is None else int(epochs)
+    augment = bool(recipe["augment"]) if augment is None else bool(augment)
     if config is None:
         config = TrainConfig(**{**DEFAULT_CONFIG.__dict__, "epochs": epochs, "seed": int(seed)})
     train_data = train_data if train_data is not None else load_cnn_data(dataset, digits, "train")
@@ -209,4 +215,61 @@ def get_cnn(dataset: str = "mnist", digits: Sequence[int] | None = None,
                 print(f"whiteboxdl: training the {directory.name} (first use, a few CPU minutes; "
                       f"same as `{command}`) -> {path}")
                 train_cnn(dataset, digits, out=directory)
-    return load_model(path)
+    return cast(nn.Sequential, load_model(path))
+
+
+# ----------------------------------------------------------------------------- registry
+_DIGITS_NAME = re.compile(r"^cnn-(\d(?:-\d)+)$")
+
+
+def parse_cnn_name(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """``mnist-cnn`` -> ``("mnist", ())``, ``cnn-3-5`` -> ``("mnist", (3, 5))``, else None."""
+    if name in CNN_SHORTHANDS:
+        return CNN_SHORTHANDS[name], ()
+    match = _DIGITS_NAME.match(name)
+    if match:
+        return "mnist", _check_digits([int(d) for d in match.group(1).split("-")])
+    return None
+
+
+def _family_load(name: str, weights, train_if_missing: bool) -> nn.Module:
+    if weights not in (None, "DEFAULT"):
+        raise ValueError(f"{name} is the project's trained CNN; it has no weight choices "
+                         f"(got weights={weights!r})")
+    dataset, digits = parse_cnn_name(name)  # type: ignore[misc]
+    return get_cnn(dataset, digits or None, train_if_missing=train_if_missing)
+
+
+def _family_contract(name: str) -> InputContract:
+    from whiteboxdl.data.mnist import get_spec
+
+    dataset, digits = parse_cnn_name(name)  # type: ignore[misc]
+    names = tuple(str(d) for d in digits) if digits else tuple(get_spec(dataset).classes)
+    return replace(DIGITS, class_names=names)
+
+
+def _family_label(name: str) -> str:
+    dataset, digits = parse_cnn_name(name)  # type: ignore[misc]
+    if digits:
+        return f"CNN {'-vs-'.join(map(str, digits))} (this project)"
+    return {"mnist": "MNIST CNN (this project, 10 digits)",
+            "fashion-mnist": "Fashion-MNIST CNN (this project, 10 classes)"}[dataset]
+
+
+def _family_available(name: str, weights) -> tuple[bool, str]:
+    dataset, digits = parse_cnn_name(name)  # type: ignore[misc]
+    if (cnn_dir(dataset, digits or None) / "model.pt").is_file():
+        return True, "trained and cached"
+    command = f"whiteboxdl train cnn --dataset {dataset}" + (
+        " --digits " + " ".join(map(str, digits)) if digits else "")
+    return True, (f"not trained yet: the first request trains it on {dataset} (a few CPU "
+                  f"minutes; or run `{command}` beforehand)")
+
+
+register_family(ModelFamily(
+    "cnn", claims=lambda name: parse_cnn_name(name) is not None, load=_family_load,
+    contract=_family_contract, label=_family_label, available=_family_available,
+    names=lambda: ("mnist-cnn", "fashion-cnn", "cnn-3-5"),
+    description="the project's small ReLU CNNs (mnist-cnn, fashion-cnn, cnn-D-D...)",
+    builders=(BuilderSpec(BUILDER, {"classes": Param(int, 2, 1000), "width": Param(int, 1, 256)},
+                          contract=lambda kwargs: DIGITS),)))

@@ -4,6 +4,12 @@ Tensors in memory, seeded shuffling and augmentation, a progress bar, ``regulari
 every optimiser step, per-epoch metrics, resumable checkpoints (``weights_only`` loadable) and a
 JSON summary.
 
+Resuming never mixes two runs: the checkpoint records everything that determines the result
+(:func:`describe_run`: the recipe, a digest of the training and test tensors, the model's
+builder, kwargs and parameter shapes, the augmentation and the per-epoch metrics), and a resume
+with anything else is refused before the weights are touched. A damaged checkpoint is reported,
+moved aside and the training starts from the first epoch.
+
 Example
 -------
 >>> import torch
@@ -17,12 +23,11 @@ Example
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from whiteboxdl.models.checkpoint import save_model
+from whiteboxdl.runfiles import (DamagedFileError, as_json, fingerprint, load_torch,
+                                 read_verified, save_torch, tensor_digest, write_json)
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 EpochMetric = Callable[[nn.Module], float]
@@ -155,6 +162,195 @@ def _check_data(name: str, data: tuple[torch.Tensor, torch.Tensor]) -> None:
         raise ValueError(f"{name}: inputs contain NaN or infinite values")
 
 
+# ----------------------------------------------------------------------------- resuming
+def _data_record(data: tuple[torch.Tensor, torch.Tensor] | None) -> dict | None:
+    if data is None:
+        return None
+    x, y = data
+    return {"size": len(y), "shape": list(x.shape[1:]), "digest": tensor_digest(x, y)}
+
+
+def _callable_name(fn: object) -> str | None:
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def describe_run(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                 config: TrainConfig, *, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 augment: Augment | None = None, epoch_metrics: Iterable[str] = (),
+                 builder: str | None = None, builder_kwargs: dict | None = None) -> dict:
+    """Everything that determines what :func:`fit` produces, as JSON-able values.
+
+    The recipe, size, shape and a SHA-256 digest of the training and test tensors, the model's
+    builder and kwargs and a fingerprint of its parameter names and shapes, the augmentation
+    function's name and the names of the per-epoch metrics. A checkpoint is resumed only by a
+    run with the same description.
+
+    Example
+    -------
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 2)
+    >>> data = torch.zeros(8, 4), torch.zeros(8, dtype=torch.long)
+    >>> describe_run(model, data, TrainConfig())["train"]["size"]
+    8
+    """
+    shapes = [[name, list(t.shape)] for name, t in model.state_dict().items()]
+    return as_json({
+        "config": asdict(config), "train": _data_record(train), "test": _data_record(test),
+        "model": {"builder": builder, "kwargs": builder_kwargs or {},
+                  "parameters": fingerprint(shapes)},
+        "augment": _callable_name(augment), "epoch_metrics": sorted(epoch_metrics),
+    })
+
+
+def _data_change(what: str, old: dict | None, new: dict | None) -> str | None:
+    if old == new:
+        return None
+    if old is None or new is None:
+        return f"{what}: {'none' if old is None else 'given'} → {'none' if new is None else 'given'}"
+    if old["size"] != new["size"]:
+        return f"{what}: {old['size']} → {new['size']} images"
+    if old["shape"] != new["shape"]:
+        return f"{what}: images of shape {old['shape']} → {new['shape']}"
+    return f"{what}: other images (the same number, {new['size']})"
+
+
+def run_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two :func:`describe_run` descriptions, in words (stored → now)."""
+    config = {**asdict(TrainConfig()), **old.get("config", {})}  # newer fields: their defaults
+    recipe = [f"{k} {config.get(k)} → {v}" for k, v in new["config"].items() if config.get(k) != v]
+    changes = ["recipe: " + ", ".join(recipe)] if recipe else []
+    changes += filter(None, [_data_change("training data", old.get("train"), new["train"]),
+                             _data_change("test data", old.get("test"), new["test"])])
+    old_model, new_model = old.get("model", {}), new["model"]
+    if (old_model.get("builder"), old_model.get("kwargs")) != (new_model["builder"],
+                                                               new_model["kwargs"]):
+        changes.append(f"model: {old_model.get('builder')} {old_model.get('kwargs')} → "
+                       f"{new_model['builder']} {new_model['kwargs']}")
+    elif old_model.get("parameters") != new_model["parameters"]:
+        changes.append("model: other parameter names or shapes (another architecture)")
+    for key, what in (("augment", "augmentation"), ("epoch_metrics", "per-epoch metrics")):
+        if old.get(key) != new[key]:
+            changes.append(f"{what}: {old.get(key)} → {new[key]}")
+    return changes
+
+
+#: Entries of ``checkpoint.pt``.
+CHECKPOINT_KEYS = ("model", "optimizer", "generator", "history", "epoch", "step", "config", "run")
+
+
+def _check_checkpoint(path: Path, state: Any) -> None:
+    if not isinstance(state, dict):
+        raise DamagedFileError(path, "not a training checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing == ["run"]:
+        raise ValueError(f"{path} was written by an older whiteboxdl that did not record the "
+                         f"training data, so resuming it could mix two runs; delete {path} to "
+                         "start over")
+    if missing:
+        raise DamagedFileError(path, f"entries {missing} missing")
+
+
+def _resume(path: Path, run: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator) -> tuple[int, int, list[dict]]:
+    """Load ``path`` into the model, optimiser and generator if it belongs to ``run``; returns
+    ``(first epoch to train, step, history)``. A checkpoint of another run is refused before
+    anything is loaded; a damaged one is set aside (training starts from epoch 1)."""
+    state = read_verified(path, load_torch, lambda st: _check_checkpoint(path, st),
+                          action="training from the first epoch")
+    if state is None:
+        return 0, 0, []
+    differences = run_differences(state["run"], run)
+    if differences:
+        raise ValueError(f"{path} belongs to another training run ({'; '.join(differences)}); "
+                         f"use another --out, or delete {path} to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return int(state["epoch"]) + 1, int(state["step"]), list(state["history"])
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator, history: list[dict], epoch: int, step: int,
+                     config: TrainConfig, run: dict) -> None:
+    save_torch(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "generator": generator.get_state(), "history": history, "epoch": epoch,
+                      "step": step, "config": asdict(config), "run": run})
+
+
+# ----------------------------------------------------------------------------- one epoch
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                 train: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, epoch: int,
+                 step: int, augment: Augment | None, callbacks: list[object],
+                 progress: bool) -> tuple[dict, int]:
+    """One pass over the shuffled training data; returns the epoch's metrics and the step."""
+    x_train, y_train = train
+    torch.manual_seed(config.seed + epoch)  # global RNG (dropout etc.) reproducible on resume
+    model.train()
+    n_batches = (len(x_train) + config.batch_size - 1) // config.batch_size
+    order = torch.randperm(len(x_train), generator=generator)
+    loss_sum, correct, seen, lr = 0.0, 0, 0, config.lr
+    start = time.perf_counter()
+    bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{config.epochs}",
+               disable=not progress, leave=False)
+    for b in bar:
+        idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+        xb, yb = x_train[idx], y_train[idx]
+        if augment is not None:
+            xb = augment(xb, generator)
+        lr = lr_at(config, step, config.epochs * n_batches)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        regularize(model)
+        step += 1
+        loss_sum += float(loss.detach()) * len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += len(yb)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        _call(callbacks, "on_step_end", step, model)
+    return {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
+            "train_acc": correct / seen, "epoch_seconds": time.perf_counter() - start}, step
+
+
+def _evaluate_epoch(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor] | None,
+                    epoch_metrics: dict[str, EpochMetric], config: TrainConfig) -> dict:
+    """Test loss/accuracy and the extra per-epoch metrics (each computed in eval mode)."""
+    metrics: dict = {}
+    if test is not None:
+        metrics["test_loss"], metrics["test_acc"] = evaluate_accuracy(
+            model, *test, batch_size=config.eval_batch_size)
+    for name, fn in epoch_metrics.items():
+        was_training = model.training
+        model.eval()
+        metrics[name] = float(fn(model))
+        model.train(was_training)
+    return metrics
+
+
+def _print_epoch(metrics: dict, config: TrainConfig) -> None:
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                      if isinstance(v, float) and k != "epoch_seconds")
+    tqdm.write(f"epoch {metrics['epoch']}/{config.epochs}: {shown} "
+               f"({metrics['epoch_seconds']:.1f} s)")
+
+
+def _write_outputs(out_dir: Path, model: nn.Module, config: TrainConfig, history: list[dict],
+                   builder: str | None, builder_kwargs: dict | None) -> None:
+    """``model.pt`` (if a builder is known) and ``summary.json``."""
+    if builder is not None:
+        save_model(out_dir / "model.pt", model, builder, builder_kwargs or {})
+    write_json(out_dir / "summary.json", {
+        "config": asdict(config), "history": history, "builder": builder,
+        "builder_kwargs": builder_kwargs or {}, "final": history[-1] if history else {}})
+
+
+# ----------------------------------------------------------------------------- the loop
 def fit(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -180,94 +376,43 @@ def fit(
     callbacks : objects with any of ``on_train_start``, ``on_step_end(step, model)``,
         ``on_epoch_end(epoch, model, metrics)``, ``on_train_end``.
     out_dir : if given, ``checkpoint.pt`` is written after each epoch (resumed from when
-        ``resume``), and ``model.pt`` (see :func:`~whiteboxdl.models.checkpoint.load_model`,
-        needs ``builder``) plus ``summary.json`` at the end.
+        ``resume``, if it belongs to this run: see :func:`describe_run`; another run's is
+        refused with ``ValueError``), and ``model.pt`` (see
+        :func:`~whiteboxdl.models.checkpoint.load_model`, needs ``builder``) plus
+        ``summary.json`` at the end.
     """
     config = config or TrainConfig()
     config.validate()
     _check_data("train", train)
     if test is not None:
         _check_data("test", test)
-    callbacks = list(callbacks)
-    x_train, y_train = train
+    callbacks, epoch_metrics = list(callbacks), dict(epoch_metrics or {})
     optimizer = _make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(out_dir=Path(out_dir) if out_dir else None)
-    start_epoch, step = 0, 0
     ckpt_path = result.out_dir / "checkpoint.pt" if result.out_dir else None
-    if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=True)
-        if {**asdict(TrainConfig()), **state["config"]} != asdict(config):  # new fields: defaults
-            raise ValueError(f"{ckpt_path} was written with a different config {state['config']}; "
-                             "use another --out directory or delete the checkpoint")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        result.history = list(state["history"])
-        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+    run = None if ckpt_path is None else describe_run(
+        model, train, config, test=test, augment=augment, epoch_metrics=epoch_metrics,
+        builder=builder, builder_kwargs=builder_kwargs)
+    start_epoch, step = 0, 0
+    if ckpt_path is not None and run is not None and resume:
+        start_epoch, step, result.history = _resume(ckpt_path, run, model, optimizer, generator)
     _call(callbacks, "on_train_start", model)
     t0 = time.perf_counter()
-    n_batches = (len(x_train) + config.batch_size - 1) // config.batch_size
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed + epoch)  # global RNG (dropout etc.) reproducible on resume
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        epoch_t0 = time.perf_counter()
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False)
-        for b in bar:
-            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if augment is not None:
-                xb = augment(xb, generator)
-            lr = lr_at(config, step, config.epochs * n_batches)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            regularize(model)
-            step += 1
-            loss_sum += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-            _call(callbacks, "on_step_end", step, model)
-        metrics = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
-                   "train_acc": correct / seen, "epoch_seconds": time.perf_counter() - epoch_t0}
-        if test is not None:
-            metrics["test_loss"], metrics["test_acc"] = evaluate_accuracy(
-                model, *test, batch_size=config.eval_batch_size)
-        for name, fn in (epoch_metrics or {}).items():
-            was_training = model.training
-            model.eval()
-            metrics[name] = float(fn(model))
-            model.train(was_training)
+        metrics, step = _train_epoch(model, optimizer, generator, train, config, epoch, step,
+                                     augment, callbacks, progress)
+        metrics.update(_evaluate_epoch(model, test, epoch_metrics, config))
         result.history.append(metrics)
         if progress:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                              if isinstance(v, float) and k != "epoch_seconds")
-            tqdm.write(f"epoch {epoch + 1}/{config.epochs}: {shown} "
-                       f"({metrics['epoch_seconds']:.1f} s)")
+            _print_epoch(metrics, config)
         _call(callbacks, "on_epoch_end", epoch, model, metrics)
-        if ckpt_path is not None:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_path.with_suffix(".partial")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "generator": generator.get_state(), "history": result.history,
-                        "epoch": epoch, "step": step, "config": asdict(config)}, tmp)
-            tmp.replace(ckpt_path)
+        if ckpt_path is not None and run is not None:
+            _save_checkpoint(ckpt_path, model, optimizer, generator, result.history, epoch,
+                             step, config, run)
     model.eval()
     result.seconds = time.perf_counter() - t0
     _call(callbacks, "on_train_end", model)
     if result.out_dir is not None:
-        if builder is not None:
-            save_model(result.out_dir / "model.pt", model, builder, builder_kwargs or {})
-        summary = {"config": asdict(config), "history": result.history,
-                   "builder": builder, "builder_kwargs": builder_kwargs or {},
-                   "final": result.history[-1] if result.history else {}}
-        (result.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        _write_outputs(result.out_dir, model, config, result.history, builder, builder_kwargs)
     return result

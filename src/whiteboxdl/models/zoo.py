@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import re
 from functools import lru_cache
+from typing import TypeAlias, Union
 from pathlib import Path
 
 import torch
@@ -33,8 +34,10 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from whiteboxdl.data.imagenet import SignedImageNetInput, imagenet_classes
+from whiteboxdl.models.registry import (BuilderSpec, InputContract, ModelFamily, Param,
+                                        imagenet_contract, register_family)
 
-WeightsSpec = str | Path | WeightsEnum | None
+WeightsSpec: TypeAlias = Union[str, Path, WeightsEnum, None]
 
 BUILDER = "whiteboxdl.models.zoo:build_classifier"
 
@@ -246,3 +249,69 @@ def load_classifier(name: str, weights: WeightsSpec = "DEFAULT", signed_input: b
         raise ValueError(f"weights must be 'DEFAULT', an enum name, None or a path, got {weights!r}")
     model.eval()
     return SignedImageNetInput(model).eval() if signed_input else model
+
+
+# ----------------------------------------------------------------------------- registry
+#: The paper's ImageNet models (listed first in the app and ``whiteboxdl models``).
+PAPER_MODELS = ("resnet50", "vgg11_bn", "densenet121")
+_LABELS = {"resnet50": "ResNet50", "vgg11_bn": "VGG11_BN", "densenet121": "DenseNet121"}
+
+
+def _split_spec(spec: str) -> tuple[str, str | None]:
+    """``"resnet50:WEIGHTS"`` -> ``("resnet50", "WEIGHTS")`` (an enum name or a file)."""
+    name, sep, weights = spec.partition(":")
+    return name, (weights if sep else None)
+
+
+def _claims(spec: str) -> bool:
+    name = _split_spec(spec)[0].strip().lower().replace("-", "_")
+    return name in _names()
+
+
+def _weights_of(spec: str, weights: WeightsSpec) -> WeightsSpec:
+    suffix = _split_spec(spec)[1]
+    chosen = suffix if suffix is not None else weights
+    if isinstance(chosen, str) and chosen.lower() in ("none", "random"):
+        return None
+    return chosen
+
+
+def _family_load(spec: str, weights: WeightsSpec, train_if_missing: bool) -> nn.Module:
+    return load_classifier(_split_spec(spec)[0], weights=_weights_of(spec, weights))
+
+
+def _family_contract(spec: str) -> InputContract:
+    return imagenet_contract(224, 256, class_names(_split_spec(spec)[0]))
+
+
+def _family_label(spec: str) -> str:
+    name = check_name(_split_spec(spec)[0])
+    return f"{_LABELS.get(name, name)} (torchvision, ImageNet)"
+
+
+def _family_available(spec: str, weights: WeightsSpec) -> tuple[bool, str]:
+    name, chosen = _split_spec(spec)[0], _weights_of(spec, weights)
+    if weights_available(name, chosen):
+        return True, "random initialisation" if chosen is None else "ImageNet weights found"
+    if _is_enum_spec(check_name(name), chosen):
+        return False, (f"no ImageNet weights here: copy the torchvision file to "
+                       f"{weights_path(name, chosen)} (or run once online)")
+    return False, f"weights file not found: {chosen}"
+
+
+def _file_contract(kwargs: dict) -> InputContract:
+    if kwargs.get("num_classes", 1000) == 1000:
+        return imagenet_contract(224, 256)
+    return InputContract(3, 224, (-1.0, 1.0), 256, None)
+
+
+register_family(ModelFamily(
+    "torchvision", claims=_claims, load=_family_load, contract=_family_contract,
+    label=_family_label, available=_family_available, names=lambda: PAPER_MODELS,
+    all_names=classifier_names,
+    description="any torchvision classifier by name (resnet50, vgg11_bn, densenet121, ...; "
+                "name:WEIGHTS for an enum name or a checkpoint file)",
+    builders=(BuilderSpec(BUILDER, {"name": Param(str, choices=classifier_names),
+                                    "num_classes": Param(int, 1, 100_000)},
+                          contract=_file_contract,
+                          wrap=lambda model, kwargs: SignedImageNetInput(model)),)))

@@ -1,5 +1,11 @@
 """Excitation pullbacks: soft-gated backward passes for any PyTorch model.
 
+The pieces: the rule registry (:mod:`~whiteboxdl.pullbacks.registry`, built-in rules in
+:mod:`~whiteboxdl.pullbacks.rules`), one settings object (:class:`PullbackSettings`), the context
+(:func:`excitation_pullbacks`), and the entry points built on it: :class:`ExcitationPullback`
+(Captum API), :class:`PullbackAscent` (counterfactual images), :func:`pullback_explain_func`
+(Quantus) and the paper's grids (:mod:`~whiteboxdl.pullbacks.grids`).
+
 Example
 -------
 >>> import torch
@@ -12,26 +18,21 @@ True
 """
 
 from whiteboxdl.pullbacks.ascent import AscentResult, GradientAscent, PullbackAscent
-from whiteboxdl.pullbacks.attribute import ExcitationPullback, pullback_explain_func
-from whiteboxdl.pullbacks.gates import (
-    GATES,
-    MAXPOOL_RULES,
-    check_temperature,
-    normal_gate,
-    sigmoid_gate,
-    soft_max_pool,
-    soft_relu,
-)
-from whiteboxdl.pullbacks.mode import (
-    ALL_RULES,
-    DEFAULT_RULES,
-    ExcitationPullbacks,
-    excitation_pullbacks,
-)
+from whiteboxdl.pullbacks.attribute import ExcitationPullback
+from whiteboxdl.pullbacks.explain_func import pullback_explain_func
+from whiteboxdl.pullbacks.gates import (GATES, MAXPOOL_RULES, normal_gate, sigmoid_gate,
+                                        soft_max_pool, soft_relu)
+from whiteboxdl.pullbacks.mode import (ALL_RULES, DEFAULT_RULES, ExcitationPullbacks,
+                                       UnhandledOpWarning, excitation_pullbacks)
+from whiteboxdl.pullbacks.registry import (Option, Rule, RuleExample, check_temperature,
+                                           elementwise_rule, get_rule, register_rule, rule_names,
+                                           unregister_rule)
+from whiteboxdl.pullbacks.settings import PullbackSettings
 
 __all__ = [
-    "AscentResult", "ExcitationPullback", "GradientAscent", "PullbackAscent",
-    "pullback_explain_func", "ALL_RULES", "DEFAULT_RULES", "GATES", "MAXPOOL_RULES", "ExcitationPullbacks",
-    "check_temperature", "excitation_pullbacks", "normal_gate", "sigmoid_gate", "soft_max_pool",
-    "soft_relu",
+    "ALL_RULES", "AscentResult", "DEFAULT_RULES", "ExcitationPullback", "ExcitationPullbacks",
+    "GATES", "GradientAscent", "MAXPOOL_RULES", "Option", "PullbackAscent", "PullbackSettings",
+    "Rule", "RuleExample", "UnhandledOpWarning", "check_temperature", "elementwise_rule",
+    "excitation_pullbacks", "get_rule", "normal_gate", "pullback_explain_func", "register_rule",
+    "rule_names", "sigmoid_gate", "soft_max_pool", "soft_relu", "unregister_rule",
 ]

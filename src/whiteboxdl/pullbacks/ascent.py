@@ -19,21 +19,23 @@ Example
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
-from numbers import Real
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional
 
 import torch
-from captum.attr._utils.attribution import Attribution
+from captum.attr import Attribution
 from torch import Tensor
 
-from whiteboxdl.pullbacks.attribute import warn_if_training
-from whiteboxdl.pullbacks.gates import GateFn
-from whiteboxdl.pullbacks.mode import DEFAULT_RULES, excitation_pullbacks
+from whiteboxdl.models.state import eval_mode
+from whiteboxdl.pullbacks.checks import (TargetLike, check_inputs, check_logits,
+                                         check_target_range, targets_tensor, warn_if_training)
+from whiteboxdl.pullbacks.mode import ExcitationPullbacks
+from whiteboxdl.pullbacks.settings import PullbackSettings
+from whiteboxdl.validation import check_bounds, check_choice, check_number, check_positive
 
-TargetLike = Union[int, Sequence[int], Tensor]
 CLIP_MODES = ("every", "last", None)
+#: Largest step length accepted: far beyond any image's diameter, small enough to stay finite.
+MAX_STEP = 1e6
 
 
 @dataclass
@@ -47,30 +49,6 @@ class AscentResult:
     target_logits: Tensor
 
 
-def _positive(value, name: str, allow_none: bool = False) -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
-    return float(value)
-
-
-def targets_tensor(target: TargetLike, n: int, device) -> Tensor:
-    """One class index per example from an int, a sequence or a tensor; ``ValueError`` if not."""
-    t = torch.as_tensor(target, device=device)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise ValueError(f"targets must be integer class indices, got {target!r}")
-    t = t.long().reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"got {t.numel()} targets for a batch of {n}; pass one int or one per "
-                         "example")
-    return t
-
-
 class PullbackAscent(Attribution):
     """Pixel-space ascent of the target logit along excitation pullbacks.
 
@@ -81,7 +59,11 @@ class PullbackAscent(Attribution):
     eps : radius of the L2 ball around x0 that x - x0 is projected onto, or None.
     clip : ``"every"`` step, only the ``"last"``, or ``None`` (never) clamp to ``bounds``.
     bounds : (low, high) input range (the paper's images live in [-1, 1]).
-    temperature, gate, maxpool_temperature, maxpool_rule, rules : see ``excitation_pullbacks``.
+    settings : a :class:`~whiteboxdl.pullbacks.settings.PullbackSettings`; ``**options``: its
+        keywords on top (``temperature``, ``maxpool_temperature``, ``silu_temperature``, ``rules``
+        … every registered rule's options).
+
+    A model in training mode is run in eval mode for the ascent (one-time warning) and restored.
 
     Example
     -------
@@ -93,66 +75,40 @@ class PullbackAscent(Attribution):
 
     def __init__(self, model: Callable[[Tensor], Tensor], steps: int = 5, alpha: float = 20.0,
                  eps: Optional[float] = None, clip: Optional[str] = "every",
-                 bounds: Optional[tuple[float, float]] = (-1.0, 1.0), temperature: float = 0.3,
-                 gate: str | GateFn = "sigmoid", maxpool_temperature: float = 0.3,
-                 maxpool_rule: str = "smoothmax", rules: Iterable[str] = DEFAULT_RULES) -> None:
+                 bounds: Optional[tuple[float, float]] = (-1.0, 1.0),
+                 settings: Optional[PullbackSettings] = None, **options: Any) -> None:
         super().__init__(model)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        self.steps = steps
-        self.alpha = _positive(alpha, "alpha")
-        self.eps = _positive(eps, "eps", allow_none=True)
-        if clip not in CLIP_MODES:
-            raise ValueError(f"clip must be one of {CLIP_MODES}, got {clip!r}")
-        self.clip = clip
+        self.steps = check_number("steps", steps, low=1, integer=True)
+        self.alpha = check_number("alpha", alpha, low=0, high=MAX_STEP, low_open=True)
+        self.eps = check_positive("eps", eps, allow_none=True)
+        self.clip = check_choice("clip", clip, CLIP_MODES)
         if bounds is not None:
-            lo, hi = (float(b) for b in bounds)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"bounds must be finite (low, high) with low < high, got {bounds!r}")
-            bounds = (lo, hi)
+            bounds = check_bounds("bounds", bounds)
         elif clip is not None:
             raise ValueError(f"clip={clip!r} needs bounds; pass bounds=(low, high) or clip=None")
         self.bounds = bounds
-        self._context_kwargs = dict(temperature=temperature, gate=gate,
-                                    maxpool_temperature=maxpool_temperature,
-                                    maxpool_rule=maxpool_rule, rules=tuple(rules))
-        self._context()                                 # validate the rule settings now
+        self.settings = PullbackSettings.of(settings, **options)
         self._warned = False
 
     def _context(self):
-        return excitation_pullbacks(**self._context_kwargs)
-
-    def _check_inputs(self, inputs: Tensor) -> None:
-        if not torch.is_tensor(inputs) or not inputs.is_floating_point() or inputs.ndim < 2:
-            raise ValueError("inputs must be a floating-point tensor (N, ...) with a batch "
-                             f"dimension, got {getattr(inputs, 'shape', type(inputs).__name__)}")
-        if inputs.shape[0] == 0:
-            raise ValueError("inputs is an empty batch")
-        if not torch.isfinite(inputs).all():
-            raise ValueError("inputs contain NaN or infinite values")
-        if self.bounds is not None:
-            lo, hi = float(inputs.min()), float(inputs.max())
-            if lo < self.bounds[0] or hi > self.bounds[1]:
-                raise ValueError(f"inputs range [{lo:.4g}, {hi:.4g}] lies outside bounds "
-                                 f"{self.bounds}; rescale the inputs (e.g. unit_to_signed for "
-                                 "[-1, 1] models) or pass matching bounds")
+        return ExcitationPullbacks(self.settings)
 
     def _target_logit(self, x: Tensor, t: Tensor, check: bool = True) -> Tensor:
         """The targets' logits; ``check`` validates the output shape and the targets (this
         waits for the device, so the ascent does it at its first step only)."""
         out = self.forward_func(x)
-        if check and out.ndim != 2:
-            raise ValueError(f"the model must return (N, classes) logits, got shape "
-                             f"{tuple(out.shape)}")
-        if check and (int(t.min()) < 0 or int(t.max()) >= out.shape[1]):
-            raise ValueError(f"targets must lie in [0, {out.shape[1] - 1}], got "
-                             f"{sorted(set(t.tolist()))}")
+        if check:
+            check_target_range(t, check_logits(out, x.shape[0]).shape[1])
         return out.gather(1, t[:, None])[:, 0]
 
-    def _run(self, inputs: Tensor, target: TargetLike, final_logits: bool) -> AscentResult:
+    def _run(self, inputs: Tensor, target: TargetLike | None, final_logits: bool) -> AscentResult:
         warn_if_training(self.forward_func, self)
-        self._check_inputs(inputs)
+        check_inputs(inputs, bounds=self.bounds)
         t = targets_tensor(target, inputs.shape[0], inputs.device)
+        with eval_mode(self.forward_func):
+            return self._ascend(inputs, t, final_logits)
+
+    def _ascend(self, inputs: Tensor, t: Tensor, final_logits: bool) -> AscentResult:
         x0 = inputs.detach()
         x = x0.clone()
         logits = []
@@ -171,11 +127,14 @@ class PullbackAscent(Attribution):
                     delta = x - x0
                     dnorm = delta.flatten(1).norm(dim=1).view_as(norm)
                     x = x0 + delta * torch.clamp(self.eps / dnorm.clamp_min(1e-30), max=1.0)
-                if self.clip == "every":
+                if self.clip == "every" and self.bounds is not None:
                     x = x.clamp(*self.bounds)
-        if self.clip == "last":
+        if self.clip == "last" and self.bounds is not None:
             x = x.clamp(*self.bounds)
         x = x.detach()
+        if not torch.isfinite(x).all():
+            raise ValueError(f"the ascent left the finite numbers (alpha={self.alpha:g}, "
+                             f"eps={self.eps}, clip={self.clip!r}); use a smaller alpha or clip")
         if final_logits:
             with torch.no_grad():
                 logits.append(self._target_logit(x, t, check=False))
@@ -186,10 +145,9 @@ class PullbackAscent(Attribution):
         """Run the ascent on a batch; ``target``: one int, or one class index per example."""
         return self._run(inputs, target, final_logits=True)
 
-    def attribute(self, inputs: Tensor, target: TargetLike = None) -> Tensor:  # type: ignore[override]
+    def attribute(self, inputs: Tensor,  # type: ignore[override]
+                  target: TargetLike | None = None) -> Tensor:
         """Captum-style: the difference ``x_K - x0`` (shaped like ``inputs``)."""
-        if target is None:
-            raise ValueError("PullbackAscent needs a target class (int or one per example)")
         return self._run(inputs, target, final_logits=False).difference
 
 

@@ -1,7 +1,12 @@
 """``whiteboxdl explain``: the paper's counterfactual grid for your images and model.
 
+Every pullback setting of the rule registry is a flag (``--temperature``, ``--maxpool-temperature``,
+``--silu-temperature`` …, ``--rules``, ``--gate``); :func:`add_settings_arguments` and
+:func:`settings_from_args` give any command the same flags.
+
 Example
 -------
+$ whiteboxdl explain cat coffee --out fig.png          # EfficientNet-Lite0, pretrained, offline
 $ whiteboxdl explain cat coffee --model resnet50 --method both --out fig.png
 $ whiteboxdl explain digit.png --model mnist-cnn --steps 5 --alpha 2 --out digit.png
 $ whiteboxdl explain img.jpg --model runs/my_model.pt --targets 3 5 --method pullback
@@ -10,74 +15,69 @@ $ whiteboxdl explain img.jpg --model runs/my_model.pt --targets 3 5 --method pul
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any
+
+from whiteboxdl.paths import check_output_path
+
+#: The model ``whiteboxdl explain`` uses when none is given: pretrained and offline everywhere.
+DEFAULT_MODEL = "efficientnet_lite0"
 
 
-@dataclass
-class LoadedModel:
-    """A classifier plus what its inputs look like."""
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per pullback setting (read from the rule registry), all defaulting to unset."""
+    from whiteboxdl.pullbacks.registry import options, rule_names
+    from whiteboxdl.pullbacks.settings import UNHANDLED_MODES
 
-    model: object
-    channels: int            # 1: grey 28x28 in [0, 1]; 3: RGB 224x224 in [-1, 1]
-    size: int
-    bounds: tuple[float, float]
-    class_names: Optional[list[str]]
-
-
-def _first_in_channels(model) -> int:
-    from torch import nn
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return 1
-
-
-def load_explained_model(spec: str, weights: str = "DEFAULT") -> LoadedModel:
-    """``spec``: a torchvision name (weights via the zoo), ``mnist-cnn``/``fashion-cnn`` (trained
-    cache) or a whiteboxdl model file. MNIST-like models take 28x28 grey images in [0, 1];
-    ImageNet models are wrapped to take [-1, 1]."""
-    from whiteboxdl.data.imagenet import SignedImageNetInput
-
-    from whiteboxdl.models.cnn import CNN_SHORTHANDS, get_cnn
-
-    if spec in CNN_SHORTHANDS:
-        from whiteboxdl.data.mnist import get_spec
-
-        dataset = CNN_SHORTHANDS[spec]
-        model = get_cnn(dataset, train_if_missing=False)
-        return LoadedModel(model, 1, 28, (0.0, 1.0), list(get_spec(dataset).classes))
-    path = Path(spec).expanduser()
-    if path.suffix in (".pt", ".pth") or path.is_file():
-        from whiteboxdl.models.checkpoint import load_model, read_model_file
-        from whiteboxdl.models.zoo import BUILDER as ZOO_BUILDER
-
-        record = read_model_file(path)
-        model = load_model(path)
-        if record["builder"] == ZOO_BUILDER:
-            from whiteboxdl.data.imagenet import imagenet_classes
-
-            imagenet = record["kwargs"].get("num_classes", 1000) == 1000
-            return LoadedModel(SignedImageNetInput(model).eval(), 3, 224, (-1.0, 1.0),
-                               list(imagenet_classes()) if imagenet else None)
-        channels = _first_in_channels(model)
-        if channels == 1:
-            return LoadedModel(model, 1, 28, (0.0, 1.0), None)
-        return LoadedModel(model, channels, 224, (-1.0, 1.0), None)
-    from whiteboxdl.models.zoo import class_names, load_classifier
-
-    w = None if weights.lower() in ("none", "random") else weights
-    model = load_classifier(spec, weights=w)
-    return LoadedModel(model, 3, 224, (-1.0, 1.0), class_names(spec))
+    group = parser.add_argument_group("pullback settings (defaults: the paper's)")
+    group.add_argument("--rules", default=None,
+                       help=f"comma-separated rules or 'all' (registered: "
+                            f"{', '.join(rule_names())}; default: relu,maxpool,relu6)")
+    group.add_argument("--gate", choices=("sigmoid", "normal"), default=None,
+                       help="ReLU-family gate: sigmoid(z/T) (paper) or normal CDF (later revision)")
+    group.add_argument("--unhandled", choices=UNHANDLED_MODES, default=None,
+                       help="nonlinearities without an active rule: warn (default), ignore, error")
+    for name, option in options().items():
+        flag = "--" + name.replace("_", "-")
+        if option.choices is not None:
+            group.add_argument(flag, choices=option.choices, default=None,
+                               help=f"{option.help} (default {option.default})")
+        else:
+            group.add_argument(flag, type=float, default=None,
+                               help=f"{option.help} (default {option.default:g})")
 
 
-def load_images(sources: list[str], loaded: LoadedModel):
-    """Images (paths or names of the bundled examples) as one batch in the model's input range."""
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~whiteboxdl.pullbacks.settings.PullbackSettings` the flags ask for."""
+    from whiteboxdl.pullbacks.registry import options
+    from whiteboxdl.pullbacks.settings import PullbackSettings
+
+    given: dict[str, Any] = {name: getattr(args, name) for name in options()
+                             if getattr(args, name, None) is not None}
+    for name in ("gate", "unhandled"):
+        if getattr(args, name, None) is not None:
+            given[name] = getattr(args, name)
+    if getattr(args, "rules", None):
+        given["rules"] = args.rules if args.rules == "all" else \
+            [r.strip() for r in args.rules.split(",") if r.strip()]
+    return PullbackSettings(**given)
+
+
+def load_explained_model(spec: str, weights: str = "DEFAULT"):
+    """The model ``spec`` names (a registered name or a model file) with its input contract;
+    see :func:`whiteboxdl.models.registry.resolve_model`. Project models are not trained here."""
+    from whiteboxdl.models.registry import require_contract, resolve_model
+
+    loaded = resolve_model(spec, weights=weights, train_if_missing=False)
+    require_contract(loaded)
+    return loaded
+
+
+def load_images(sources: list[str], loaded):
+    """Images (paths or names of the bundled examples) as one batch of the model's inputs."""
     import torch
 
-    from whiteboxdl.data.images import example_images, load_image, preprocess, to_unit_tensor
+    from whiteboxdl.data.images import example_images
 
     examples = example_images()
     batch = []
@@ -85,11 +85,7 @@ def load_images(sources: list[str], loaded: LoadedModel):
         path = Path(src)
         if not path.exists() and src in examples:
             path = examples[src]
-        if loaded.channels == 1:
-            img = load_image(path).convert("L").resize((loaded.size, loaded.size))
-            batch.append(to_unit_tensor(img.convert("RGB"))[:, :1])
-        else:
-            batch.append(preprocess(path, size=loaded.size))
+        batch.append(loaded.contract.load(path))
     return torch.cat(batch)
 
 
@@ -101,34 +97,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "clean after K ascent steps, min-max rescaled.")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, or names of bundled examples (cat, coffee, rocket, astronaut)")
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="torchvision name (resnet50, vgg11_bn, densenet121, ...), mnist-cnn, "
-                        "fashion-cnn, or a whiteboxdl model file")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT",
+                   help=f"a registered model (default {DEFAULT_MODEL}, pretrained, offline; "
+                        "efficientnet_lite1/2; torchvision names such as resnet50, vgg11_bn, "
+                        "densenet121; timm:NAME; mnist-cnn, fashion-cnn, cnn-3-5, semantic-3-5) "
+                        "or a whiteboxdl model file")
     p.add_argument("--weights", default="DEFAULT",
-                   help="for torchvision names: DEFAULT, an enum name, a file, or 'random'")
+                   help="for pretrained families: DEFAULT, an enum name, a file, or 'random'")
     p.add_argument("--targets", type=int, nargs="+", metavar="CLASS",
                    help="column classes (default: predicted classes + one random class)")
     p.add_argument("--method", choices=("pullback", "gradient", "both"), default="both")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--alpha", type=float, default=None,
-                   help="L2 step length (default 20 for ImageNet models, 2 for 28x28 models)")
+                   help="L2 step length (default 20 for photo models, 2 for 28x28 digit models)")
     p.add_argument("--eps", type=float, default=None, help="L2 radius of x - x0 (default: none)")
-    p.add_argument("--temperature", type=float, default=0.3)
-    p.add_argument("--gate", choices=("sigmoid", "normal"), default="sigmoid")
     p.add_argument("--seed", type=int, default=0, help="seed of the random extra column")
     p.add_argument("--out", default="explain.png", help="output PNG (default: explain.png)")
     p.add_argument("--no-progress", action="store_true")
+    add_settings_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from whiteboxdl.pullbacks.gates import check_temperature
-    from whiteboxdl.viz.grids import explanation_figure, grid_columns
+    from whiteboxdl.pullbacks.grids import (explanation_figure, format_top, grid_columns,
+                                            top_classes)
 
-    check_temperature(args.temperature)
+    check_output_path(args.out, kind="file")
+    settings = settings_from_args(args)
     loaded = load_explained_model(args.model, args.weights)
+    contract = loaded.contract
     x = load_images(args.images, loaded)
     with torch.no_grad():
         logits = loaded.model(x)
@@ -142,14 +141,14 @@ def run(args: argparse.Namespace) -> int:
         columns = list(dict.fromkeys(args.targets))
     else:
         columns = grid_columns(predicted, num_classes, extra=1, seed=args.seed)
-    alpha = args.alpha if args.alpha is not None else (20.0 if loaded.channels == 3 else 2.0)
+    alpha = args.alpha if args.alpha is not None else (20.0 if contract.kind == "photo" else 2.0)
+    names = contract.class_names
     path, _ = explanation_figure(
         loaded.model, x, predicted, args.out, num_classes, method=args.method, columns=columns,
-        class_names=loaded.class_names, progress=not args.no_progress, steps=args.steps,
-        alpha=alpha, eps=args.eps, bounds=loaded.bounds, temperature=args.temperature,
-        gate=args.gate)
-    names = loaded.class_names
-    for src, c in zip(args.images, predicted):
-        print(f"{src}: predicted {c}" + (f" ({names[c]})" if names and c < len(names) else ""))
+        class_names=names, progress=not args.no_progress, steps=args.steps,
+        alpha=alpha, eps=args.eps, bounds=contract.bounds, settings=settings)
+    for src, c, top in zip(args.images, predicted, top_classes(logits, names)):
+        print(f"{src}: predicted {c}" + (f" ({names[c]})" if names and c < len(names) else "")
+              + f"; top-5: {format_top(top)}")
     print(f"wrote {path}")
     return 0

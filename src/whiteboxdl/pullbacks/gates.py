@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from numbers import Real
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from whiteboxdl.pullbacks._compat import original_op, will_engine_execute
 from whiteboxdl.pullbacks.recipes import pullback
+from whiteboxdl.pullbacks.registry import check_temperature
 
 GateFn = Callable[[Tensor, float], Tensor]
 
@@ -61,7 +62,81 @@ def gated_grad(gate: GateFn, z: Tensor, temperature: float, grad: Tensor,
             return torch.ops.aten.softplus_backward.grad_input(grad, z, 1.0 / temperature, 40.0,
                                                                grad_input=z)
         return torch.ops.aten.softplus_backward(grad, z, 1.0 / temperature, 40.0)
+    if isinstance(gate, ClippedGate):
+        return gate.gated_grad(z, temperature, grad, reuse_z)
     return gate(z, temperature).mul_(grad)
+
+
+class ClippedGate:
+    """The soft gate of ``hardtanh(z, lo, hi)`` (ReLU6: ``lo, hi = 0, 6``).
+
+    ``hardtanh(z) = lo + relu(z - lo) - relu(z - hi)`` is a sum of ReLUs, so with the ReLU gate
+    ``g`` (sigmoid or normal CDF) its soft gate is ``g((z - lo)/T) - g((z - hi)/T)``: 1 inside
+    ``(lo, hi)`` as ``T -> 0`` (the vanilla gradient), 0 as ``T -> inf`` (both halves -> 1/2).
+
+    Example
+    -------
+    >>> import torch
+    >>> gate = ClippedGate(sigmoid_gate, 0.0, 6.0)
+    >>> [round(v, 4) for v in gate(torch.tensor([-1.0, 3.0, 7.0]), 1.0).tolist()]
+    [0.268, 0.9051, 0.268]
+    """
+
+    def __init__(self, base: GateFn, lo: float, hi: float):
+        if not lo <= hi:
+            raise ValueError(f"hardtanh needs min_val <= max_val, got {lo} > {hi}")
+        self.base, self.lo, self.hi = base, float(lo), float(hi)
+
+    def __call__(self, z: Tensor, temperature: float | Tensor) -> Tensor:
+        if self.base is sigmoid_gate:
+            return self.gated_grad(z, temperature, torch.ones_like(z), False)
+        if self.base is normal_gate:
+            return self._normal(z, temperature)
+        return (self.base(z - self.lo, temperature)  # type: ignore[arg-type]
+                - self.base(z - self.hi, temperature))  # type: ignore[arg-type]
+
+    def _normal(self, z: Tensor, temperature: float | Tensor) -> Tensor:
+        # Phi(a) - Phi(b) = Phi(-b) - Phi(-a): above the middle the second form keeps its digits
+        a, b = (z - self.lo) / temperature, (z - self.hi) / temperature
+        upper = z > (self.lo + self.hi) / 2
+        ndtr = torch.special.ndtr
+        return torch.where(upper, ndtr(-b) - ndtr(-a), ndtr(a) - ndtr(b))
+
+    def gated_grad(self, z: Tensor, temperature: float | Tensor, grad: Tensor,
+                   reuse_z: bool) -> Tensor:
+        """``grad * gate(z, T)`` (``T`` a number, or a tensor broadcasting against ``z``).
+
+        Sigmoid: ``sigmoid(x) - sigmoid(x - d) = (1 - e^-d) * sigmoid(x) * sigmoid(d - x)`` with
+        ``x = (z - lo)/T``, ``d = (hi - lo)/T``: two fused softplus-derivative passes, no
+        cancellation. ``reuse_z``: ``z`` is a temporary that may be overwritten."""
+        if self.base is not sigmoid_gate:
+            return self(z, temperature).mul_(grad)
+        if isinstance(temperature, Tensor):                  # per-channel temperatures
+            a, d = (z - self.lo) / temperature, (self.hi - self.lo) / temperature
+            return torch.sigmoid(d - a).mul_(torch.sigmoid(a)).mul_(torch.expm1(-d).neg_()) \
+                .mul_(grad)
+        beta, threshold = 1.0 / temperature, 40.0
+        own = reuse_z and z.shape == grad.shape and z.dtype == grad.dtype
+        if own:                                  # z is a temporary: shift it in place
+            x = z.sub_(self.lo) if self.lo else z
+        else:
+            x = z - self.lo if self.lo else z
+        out = torch.ops.aten.softplus_backward(grad, x, beta, threshold)      # grad * sig(x)
+        x = x.sub_(self.hi - self.lo) if own or self.lo else z - self.hi      # z - hi
+        torch.ops.aten.softplus_backward.grad_input(out, x, -beta, threshold,
+                                                    grad_input=out)       # * sig((hi - z)/T)
+        scale = -math.expm1(-(self.hi - self.lo) * beta)
+        return out if scale == 1.0 else out.mul_(scale)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClippedGate) and (self.base, self.lo, self.hi) == \
+            (other.base, other.lo, other.hi)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.lo, self.hi))
+
+    def __repr__(self) -> str:
+        return f"ClippedGate({getattr(self.base, '__name__', self.base)}, {self.lo:g}, {self.hi:g})"
 
 
 #: Gate functions by name.
@@ -69,14 +144,6 @@ GATES: dict[str, GateFn] = {"sigmoid": sigmoid_gate, "normal": normal_gate}
 
 #: Max-pool backward rules: paper's smooth-max derivative, later detached softmax routing.
 MAXPOOL_RULES = ("smoothmax", "detached")
-
-
-def check_temperature(value: object, name: str = "temperature") -> float:
-    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) \
-            or float(value) <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def get_gate(gate: str | GateFn) -> GateFn:
@@ -89,6 +156,7 @@ def get_gate(gate: str | GateFn) -> GateFn:
 
 
 def check_maxpool_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`MAXPOOL_RULES`, else ``ValueError``."""
     if rule not in MAXPOOL_RULES:
         raise ValueError(f"unknown maxpool_rule {rule!r}; choose one of {list(MAXPOOL_RULES)}")
     return rule
@@ -109,12 +177,6 @@ def _first_order_only(rule: str) -> None:
                            "take higher-order gradients outside the context")
 
 
-def _original(call: Callable[[], object]):
-    """Run the original op with every TorchFunctionMode disabled (no re-interception)."""
-    with torch._C.DisableTorchFunction():
-        return call()
-
-
 class SoftGate(torch.autograd.Function):
     """Element-wise activation with a soft-gated backward.
 
@@ -130,7 +192,7 @@ class SoftGate(torch.autograd.Function):
     def forward(ctx, z: Tensor, op: Callable[[Tensor], Tensor], gate: GateFn,  # type: ignore[override]
                 temperature: float, inplace: bool, recompute=None, *inputs: Tensor) -> Tensor:
         saved = z.clone() if inplace and recompute is None else z
-        out = _original(lambda: op(z))
+        out = original_op(lambda: op(z))
         if inplace:
             ctx.mark_dirty(z)
         # the recipe's closure and terms hold no tensors: those live only in save_for_backward
@@ -146,7 +208,7 @@ class SoftGate(torch.autograd.Function):
         tensors = ctx.saved_tensors
         if ctx.compute is not None:
             with torch.no_grad():
-                z = _original(lambda: ctx.compute(*tensors))
+                z = original_op(lambda: ctx.compute(*tensors))
             fresh = all(z.data_ptr() != t.data_ptr() for t in tensors)
         else:
             (z,), fresh = tensors, False
@@ -171,9 +233,7 @@ def _engine_needs(ctx, argument: int, tensor_input: int) -> bool:
     skips the parameters' gradients, as vanilla autograd does."""
     if not ctx.needs_input_grad[argument]:
         return False
-    node = ctx.next_functions[tensor_input][0]
-    will_run = getattr(torch._C, "_will_engine_execute_node", None)
-    return node is None or will_run is None or bool(will_run(node))
+    return will_engine_execute(ctx.next_functions[tensor_input][0])
 
 
 def soft_relu(z: Tensor, temperature: float = 0.3, gate: str | GateFn = "sigmoid",
@@ -224,7 +284,7 @@ class PoolGeometry:
         """Strided view of ``padded`` holding element ``offset`` of every window (output shape)."""
         index = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, m, s in
                       zip(offset, self.dilation, out_size, self.stride))
-        return padded[(..., *index)]
+        return padded[(Ellipsis,) + index]
 
 
 class SoftMaxPool(torch.autograd.Function):
@@ -237,7 +297,7 @@ class SoftMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, op, geometry: PoolGeometry, temperature: float,  # type: ignore[override]
                 rule: str):
-        result = _original(lambda: op(x))
+        result = original_op(lambda: op(x))
         out = result[0] if isinstance(result, tuple) else result
         ctx.save_for_backward(x)
         ctx.geometry, ctx.temperature, ctx.rule = geometry, temperature, rule
@@ -291,8 +351,9 @@ def soft_pool_backward(x: Tensor, grad: Tensor, geometry: PoolGeometry, out_size
                           out=grad_in[part], lowest=lowest[part])
     redo = _unroutable(lowest, geometry)
     for start in range(0, redo.numel(), chunk):
-        part = redo[start:start + chunk]
-        grad_in[part] = _soft_route(xb[part], gb[part], geometry, out_size, temperature, rule)
+        rows_to_redo = redo[start:start + chunk]
+        grad_in[rows_to_redo] = _soft_route(xb[rows_to_redo], gb[rows_to_redo], geometry,
+                                            out_size, temperature, rule)
     return grad_in.reshape(x.shape)
 
 
@@ -471,7 +532,7 @@ class ConstantStatsLayerNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, op, n_dims: int, eps: float):  # type: ignore[override]
-        out = _original(lambda: op(x, weight, bias))
+        out = original_op(lambda: op(x, weight, bias))
         ctx.save_for_backward(x, weight)
         ctx.n_dims, ctx.eps, ctx.has_bias = n_dims, eps, bias is not None
         return out
@@ -520,7 +581,7 @@ class ConstantWeightsAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, op, attn_mask, is_causal, scale, enable_gqa,  # type: ignore[override]
                 temperature):
-        out = _original(lambda: op(q, k, v))
+        out = original_op(lambda: op(q, k, v))
         ctx.save_for_backward(q, k)
         ctx.args = (attn_mask, is_causal, scale, enable_gqa, temperature)
         ctx.v_heads = v.shape[-3] if v.ndim >= 3 else None

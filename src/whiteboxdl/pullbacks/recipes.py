@@ -66,7 +66,7 @@ class BatchNormTerm:
         dims = [d for d in range(grad.ndim) if d != 1]
         if self.has_weight and wanted[3]:
             normalised = (x - mean.view(channel)) * invstd.view(channel)
-            grads[3] = (grad * normalised).sum(dims).to(weight.dtype)
+            grads[3] = (grad * normalised).sum(dims).to(tensors[3].dtype)
         if self.has_bias and wanted[-1]:
             grads[-1] = grad.sum(dims).to(tensors[-1].dtype)
         return grads
@@ -145,7 +145,9 @@ def attach(tensor: Tensor, recipe: Recipe) -> None:
 
 def recipe_of(tensor: object) -> Optional[Recipe]:
     """The tensor's recipe if it has one and was not modified in place since."""
-    entry = getattr(tensor, _ATTR, None) if isinstance(tensor, Tensor) else None
+    if not isinstance(tensor, Tensor):
+        return None
+    entry = getattr(tensor, _ATTR, None)
     if entry is None or entry[0] != tensor._version:
         return None
     return entry[1]

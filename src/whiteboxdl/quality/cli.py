@@ -5,6 +5,8 @@ Example
 $ whiteboxdl quality evaluate --model mnist-cnn --data mnist --n 1000 --out runs/mnist
 $ whiteboxdl quality evaluate ... --shard 0/2 & whiteboxdl quality evaluate ... --shard 1/2
 $ whiteboxdl quality merge runs/mnist
+$ whiteboxdl quality evaluate ... --ray auto          # every batch a task on a Ray cluster
+$ whiteboxdl quality sweep ... --vary SoftPullback.temperature=0.1,0.3,1 --out runs/t --ray auto
 """
 
 from __future__ import annotations
@@ -12,33 +14,38 @@ from __future__ import annotations
 import argparse
 import json
 
+from whiteboxdl.cluster.cli import add_ray_arguments, ray_options
+from whiteboxdl.paths import check_output_path
+
+#: GPUs per task by default: the runner computes on the CPU.
+RAY_GPUS = "0 (the quality runner computes on the CPU)"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("quality", help="explanation quality: pullbacks vs baselines")
     sub = parser.add_subparsers(dest="quality_command", metavar="SUBCOMMAND", required=True)
 
     ev = sub.add_parser("evaluate", help="score explainers with the quality metrics")
-    ev.add_argument("--model", required=True,
-                    help="mnist-cnn, fashion-mnist-cnn, a model file (.pt) or a torchvision name "
-                         "(e.g. resnet50; weights must be present)")
-    ev.add_argument("--data", required=True, help="mnist, fashion-mnist or imagefolder:PATH")
-    ev.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
-    ev.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
-    ev.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
-    ev.add_argument("--out", required=True, help="run directory (resumable)")
+    _add_run_arguments(ev)
+    ev.add_argument("--out", required=True,
+                    help="run directory (resumable; damaged batch files are recomputed)")
     ev.add_argument("--shard", default=None, help="i/N: evaluate batches b with b mod N == i")
-    ev.add_argument("--batch-size", type=int, default=50)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--target", choices=("label", "prediction"), default="label")
-    ev.add_argument("--layer", default=None, help="GuidedGradCam layer (default: last Conv2d)")
-    ev.add_argument("--options", default="{}",
-                    help='JSON of per-explainer overrides, e.g. \'{"SmoothGrad": {"samples": 20}}\'')
-    ev.add_argument("--metric-options", default="{}",
-                    help='JSON of per-metric overrides, e.g. \'{"MaxSensitivity": {"nr_samples": 5}}\'')
-    ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.add_argument("--no-merge", action="store_true",
                     help="do not merge after the last shard's batches are done")
+    add_ray_arguments(ev, gpus=RAY_GPUS)
     ev.set_defaults(func=run_evaluate)
+
+    sw = sub.add_parser("sweep", help="a grid of explainer/metric options: one run directory "
+                                      "each and a table of means, fanned out on Ray with --ray")
+    _add_run_arguments(sw)
+    sw.add_argument("--vary", action="append", required=True, metavar="NAME.KEY=V1,V2",
+                    help="an option to sweep, e.g. SoftPullback.temperature=0.1,0.3,1 or "
+                         "SoftPullback+PullbackAscent.temperature=0.3,1; repeat for a product")
+    sw.add_argument("--out", required=True,
+                    help="sweep directory: one run directory per configuration, sweep.md, "
+                         "sweep.csv (resumable)")
+    add_ray_arguments(sw, gpus=RAY_GPUS)
+    sw.set_defaults(func=run_sweep)
 
     mg = sub.add_parser("merge", help="merge a run's batches: tables, CSV, figure, report")
     mg.add_argument("run_dir")
@@ -48,23 +55,38 @@ def register(subparsers) -> None:
     mg.set_defaults(func=run_merge)
 
 
-def _metric_names(spec: str) -> list[str]:
-    from whiteboxdl.quality.metrics import all_metric_names, get_metric
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that define a run (``RunConfig``), shared by evaluate and sweep."""
+    parser.add_argument("--model", required=True,
+                        help="mnist-cnn, fashion-mnist-cnn, efficientnet_lite0/1/2, a model file "
+                             "(.pt) or a torchvision name (e.g. resnet50; weights must be present)")
+    parser.add_argument("--data", required=True,
+                        help="mnist, fashion-mnist, imagefolder:PATH (class sub-folders) or "
+                             "csv:PATH (a folder with labels.csv: file,class_index)")
+    parser.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
+    parser.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
+    parser.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", choices=("label", "prediction"), default="label")
+    parser.add_argument("--layer", default=None, help="GuidedGradCam layer (default: last Conv2d)")
+    parser.add_argument("--options", default="{}",
+                        help='JSON of per-explainer overrides, e.g. \'{"SmoothGrad": '
+                             '{"samples": 20}}\'')
+    parser.add_argument("--metric-options", default="{}",
+                        help='JSON of per-metric overrides, e.g. \'{"MaxSensitivity": '
+                             '{"nr_samples": 5}}\'')
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (with --ray: of this driver; a task uses "
+                             "--ray-cpus threads)")
 
-    if spec in ("", "all"):
-        return all_metric_names()
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    for n in names:
-        get_metric(n)
-    return names
 
-
-def run_evaluate(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace):
+    """The ``RunConfig`` of the parsed run arguments (``--threads`` applied)."""
     import torch
 
     from whiteboxdl.quality.explainers import parse_explainers
-    from whiteboxdl.quality.report import merge
-    from whiteboxdl.quality.runner import RunConfig, evaluate, parse_shard
+    from whiteboxdl.quality.runner import RunConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,8 +99,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
             setattr(config, attr, json.loads(getattr(args, attr)))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{flag} must be JSON, got {getattr(args, attr)!r} ({exc})") from None
+    return config
+
+
+def _metric_names(spec: str) -> list[str]:
+    from whiteboxdl.quality.metric_registry import all_metric_names, get_metric
+
+    if spec in ("", "all"):
+        return all_metric_names()
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    for n in names:
+        get_metric(n)
+    return names
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from whiteboxdl.quality.report import merge
+    from whiteboxdl.quality.runner import evaluate, parse_shard
+
+    check_output_path(args.out)
+    cluster = ray_options(args)
+    config = _run_config(args)
     shard = parse_shard(args.shard)
-    done = evaluate(config, args.out, shard)
+    if cluster is None:
+        done = evaluate(config, args.out, shard)
+    else:
+        from whiteboxdl.cluster.quality import evaluate_on_ray
+
+        done = evaluate_on_ray(config, args.out, cluster, shard=shard)
     print(f"shard {shard[0]}/{shard[1]}: {len(done)} batches computed in {args.out}")
     if shard[1] == 1 and not args.no_merge:
         merged = merge(args.out)
@@ -87,9 +135,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    from whiteboxdl.cluster.sweep import parse_axis, sweep
+
+    check_output_path(args.out)
+    cluster = ray_options(args)
+    base = _run_config(args)
+    axes = [parse_axis(text, base) for text in args.vary]
+    result = sweep(base, axes, args.out, cluster)
+    computed = sum(map(len, result.computed))
+    print(f"{len(result.labels)} configurations, {computed} batches computed in {args.out}")
+    print(open(f"{args.out}/sweep.md").read())
+    return 0
+
+
 def run_merge(args: argparse.Namespace) -> int:
     from whiteboxdl.quality.report import merge
 
+    check_output_path(args.run_dir, "RUN_DIR")
     merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")

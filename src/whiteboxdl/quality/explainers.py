@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -90,52 +91,58 @@ class Explainer:
 
 
 # ----------------------------------------------------------------------------- ours
-def _soft_pullback(model, x, target, *, temperature: float | None = None, **_):
+# Our explainers take every pullback setting as a keyword (temperature=, maxpool_temperature=,
+# silu_temperature= ..., or settings=PullbackSettings(...)): see whiteboxdl.pullbacks.settings.
+def _soft_pullback(model, x, target, **pullback):
     from whiteboxdl.pullbacks import ExcitationPullback
 
-    kwargs = {} if temperature is None else {"temperature": temperature}
-    return ExcitationPullback(model, **kwargs).attribute(x, target=target)
+    return ExcitationPullback(model, **pullback).attribute(x, target=target)
 
 
-def _ascent(cls_name: str):
-    def run(model, x, target, *, domain: Domain, steps: int = 5, alpha: float | None = None,
-            clip: str | None = None, temperature: float | None = None, **_):
-        import whiteboxdl.pullbacks as pb
+def _run_ascent(cls_name: str, model, x, target, domain: Domain, steps: int,
+                alpha: float | None, clip: str | None, **pullback):
+    import whiteboxdl.pullbacks as pb
 
-        kwargs = {} if temperature is None or cls_name == "GradientAscent" else \
-            {"temperature": temperature}
-        a = alpha if alpha is not None else ascent_alpha(x, domain)
-        # Clamp to the domain, widened to hold inputs slightly outside it (noisy copies of
-        # Max Sensitivity): the ascent refuses inputs outside its bounds.
-        bounds = (min(domain[0], float(x.min())), max(domain[1], float(x.max())))
-        ascent = getattr(pb, cls_name)(model, steps=steps, alpha=a, clip=clip, bounds=bounds,
-                                       **kwargs)
-        return ascent.attribute(x, target=target)
-    return run
+    a = alpha if alpha is not None else ascent_alpha(x, domain)
+    # Clamp to the domain, widened to hold inputs slightly outside it (noisy copies of
+    # Max Sensitivity): the ascent refuses inputs outside its bounds.
+    bounds = (min(domain[0], float(x.min())), max(domain[1], float(x.max())))
+    ascent = getattr(pb, cls_name)(model, steps=steps, alpha=a, clip=clip, bounds=bounds,
+                                   **pullback)
+    return ascent.attribute(x, target=target)
+
+
+def _pullback_ascent(model, x, target, *, domain: Domain, steps: int = 5,
+                     alpha: float | None = None, clip: str | None = None, **pullback):
+    return _run_ascent("PullbackAscent", model, x, target, domain, steps, alpha, clip, **pullback)
+
+
+def _gradient_ascent(model, x, target, *, domain: Domain, steps: int = 5,
+                     alpha: float | None = None, clip: str | None = None):
+    return _run_ascent("GradientAscent", model, x, target, domain, steps, alpha, clip)
 
 
 def _smooth_pullback(model, x, target, *, domain: Domain, samples: int = 50,
-                     sigma: float | None = None, temperature: float | None = None, **_):
+                     sigma: float | None = None, **pullback):
     from captum.attr import NoiseTunnel
 
     from whiteboxdl.pullbacks import ExcitationPullback
 
-    kwargs = {} if temperature is None else {"temperature": temperature}
-    nt = NoiseTunnel(ExcitationPullback(model, **kwargs))
+    nt = NoiseTunnel(ExcitationPullback(model, **pullback))
     return nt.attribute(x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples,
                         stdevs=sigma if sigma is not None else 0.15 * _half_range(domain),
                         target=target)
 
 
 # ----------------------------------------------------------------------------- Captum
-def _gradient(model, x, target, **_):
+def _gradient(model, x, target):
     from captum.attr import Saliency
 
     return Saliency(model).attribute(x, target=target, abs=False)
 
 
 def _smoothgrad(model, x, target, *, domain: Domain, samples: int = 50,
-                sigma: float | None = None, **_):
+                sigma: float | None = None):
     from captum.attr import NoiseTunnel, Saliency
 
     return NoiseTunnel(Saliency(model)).attribute(
@@ -144,7 +151,7 @@ def _smoothgrad(model, x, target, *, domain: Domain, samples: int = 50,
         abs=False)
 
 
-def _integrated_gradients(model, x, target, *, baseline: float = 0.0, steps: int = 50, **_):
+def _integrated_gradients(model, x, target, *, baseline: float = 0.0, steps: int = 50):
     from captum.attr import IntegratedGradients
 
     return IntegratedGradients(model).attribute(
@@ -153,7 +160,7 @@ def _integrated_gradients(model, x, target, *, baseline: float = 0.0, steps: int
 
 
 def _gradient_shap(model, x, target, *, domain: Domain, samples: int = 20,
-                   baseline: float = 0.0, **_):
+                   baseline: float = 0.0):
     from captum.attr import GradientShap
 
     lo, hi = domain
@@ -163,19 +170,19 @@ def _gradient_shap(model, x, target, *, domain: Domain, samples: int = 20,
     return GradientShap(model).attribute(x, baselines=baselines, n_samples=samples, target=target)
 
 
-def _deeplift(model, x, target, *, baseline: float = 0.0, **_):
+def _deeplift(model, x, target, *, baseline: float = 0.0):
     from captum.attr import DeepLift
 
     return DeepLift(model).attribute(x, baselines=torch.full_like(x, baseline), target=target)
 
 
-def _guided_backprop(model, x, target, **_):
+def _guided_backprop(model, x, target):
     from captum.attr import GuidedBackprop
 
     return GuidedBackprop(model).attribute(x, target=target)
 
 
-def _guided_gradcam(model, x, target, *, layer: str | None = None, **_):
+def _guided_gradcam(model, x, target, *, layer: str | None = None):
     from captum.attr import GuidedGradCam
 
     name = layer or last_conv_layer(model)
@@ -199,12 +206,12 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "SoftPullback": _Entry(_soft_pullback, counterpart="Gradient"),
-    "PullbackAscent": _Entry(_ascent("PullbackAscent"), counterpart="GradientAscent",
+    "PullbackAscent": _Entry(_pullback_ascent, counterpart="GradientAscent",
                              needs_domain=True),
     "SmoothPullback": _Entry(_smooth_pullback, counterpart="SmoothGrad", stochastic=True,
                              needs_domain=True),
     "Gradient": _Entry(_gradient),
-    "GradientAscent": _Entry(_ascent("GradientAscent"), needs_domain=True),
+    "GradientAscent": _Entry(_gradient_ascent, needs_domain=True),
     "SmoothGrad": _Entry(_smoothgrad, stochastic=True, needs_domain=True),
     "IntegratedGradients": _Entry(_integrated_gradients),
     "GradientShap": _Entry(_gradient_shap, stochastic=True, needs_domain=True),
@@ -222,18 +229,49 @@ def get_explainer(name: str, *, domain: Domain = (0.0, 1.0), **options) -> Expla
     """The explainer ``name`` configured for inputs in ``domain``.
 
     ``options`` override hyper-parameters, e.g. ``samples=50`` (SmoothGrad, SmoothPullback,
-    GradientShap), ``steps`` (ascents, IntegratedGradients), ``alpha``, ``temperature``,
-    ``layer`` (GuidedGradCam).
+    GradientShap), ``steps`` (ascents, IntegratedGradients), ``alpha``, ``layer``
+    (GuidedGradCam), and for our explainers every pullback setting (``temperature``,
+    ``maxpool_temperature``, ``silu_temperature`` …, or ``settings=``); see
+    :func:`explainer_options`. Unknown options are refused.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown explainer {name!r}; choose from {', '.join(EXPLAINERS)}")
     if not domain[0] < domain[1]:
         raise ValueError(f"domain must be (low, high) with low < high, got {domain}")
     entry = _REGISTRY[name]
+    _check_options(name, entry.fn, options)
     opts = dict(options)
     if entry.needs_domain:
         opts["domain"] = tuple(domain)
     return Explainer(name, entry.fn, entry.counterpart, entry.stochastic, opts)
+
+
+def explainer_options(name: str) -> list[str]:
+    """The option keywords explainer ``name`` takes (ours: plus every pullback setting)."""
+    params = inspect.signature(_REGISTRY[name].fn).parameters
+    own = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY
+           and p != "domain"]
+    if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):
+        from whiteboxdl.pullbacks.settings import PullbackSettings
+
+        own += ["settings", *PullbackSettings.keywords()]
+    return own
+
+
+def _check_options(name: str, fn: Callable, options: dict) -> None:
+    """Refuse options the explainer does not take; validate pullback settings now."""
+    allowed = explainer_options(name)
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise ValueError(f"explainer {name} has no option {unknown[0]!r}; its options: "
+                         f"{', '.join(allowed) or 'none'}")
+    if "settings" in allowed:
+        from whiteboxdl.pullbacks.settings import PullbackSettings
+
+        own = {k for k, v in inspect.signature(fn).parameters.items()
+               if v.kind is inspect.Parameter.KEYWORD_ONLY}
+        PullbackSettings.of(options.get("settings"),
+                            **{k: v for k, v in options.items() if k not in own | {"settings"}})
 
 
 def parse_explainers(spec: str | None) -> list[str]:

@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from whiteboxdl.quality.metrics import MetricSpec
-
 
 def quadrant_masks(shape: tuple[int, ...], quadrants: Tensor) -> Tensor:
     """Boolean masks (N, C, H, W) of the quadrants flagged in ``quadrants`` (N, 4: TL, TR, BL, BR)."""
@@ -82,15 +80,3 @@ def make_mosaics(pool_x: Tensor, pool_y: Tensor, anchors: Tensor,
         mosaics.append(torch.cat([top, bottom], dim=-2))
         quads.append(order < 2)
     return torch.stack(mosaics), torch.stack(quads)
-
-
-def _run_focus(model, x, y, a, *, domain, generator, explain, num_classes, mosaics=None,
-               **options):
-    if options:
-        raise ValueError(f"Focus takes no options, got {sorted(options)}")
-    mosaic, quadrants = mosaics
-    return focus_score(mosaic, explain(mosaic, y).detach(), quadrants)
-
-
-#: Focus as a runner metric: needs ``mosaics=(mosaic, quadrants)`` built for the batch.
-FOCUS_METRIC = MetricSpec("Focus", True, _run_focus, "Focus")

@@ -42,7 +42,6 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -350,77 +349,3 @@ def random_logit(explain: ExplainFn, x: Tensor, y: Tensor, a: Tensor, *, num_cla
     n = x.shape[0]
     a_off = explain(x, other).detach().reshape(n, -1).double()
     return _ssim_1d(_normalise_by_max(a.reshape(n, -1).double()), _normalise_by_max(a_off))
-
-
-# ----------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric of the runner: its name, whether higher is better, and how to compute it."""
-
-    name: str
-    higher_is_better: bool
-    compute: Callable[..., Tensor]
-    short: str
-
-
-def _run_infidelity(model, x, y, a, *, domain, generator, explain, num_classes,
-                    mosaics=None, **options):
-    return infidelity(model, x, y, a, domain=domain, generator=generator, **options)
-
-
-def _run_fc(model, x, y, a, *, domain, generator, explain, num_classes,
-            mosaics=None, **options):
-    return faithfulness_correlation(model, x, y, a, baseline=_baseline(domain), **options)
-
-
-def _run_fe(model, x, y, a, *, domain, generator, explain, num_classes,
-            mosaics=None, **options):
-    return faithfulness_estimate(model, x, y, a, baseline=_baseline(domain), **options)
-
-
-def _run_mc(model, x, y, a, *, domain, generator, explain, num_classes,
-            mosaics=None, **options):
-    return monotonicity_correlation(model, x, y, a, domain=domain, generator=generator, **options)
-
-
-def _run_maxsens(model, x, y, a, *, domain, generator, explain, num_classes,
-                 mosaics=None, **options):
-    return max_sensitivity(explain, x, y, a, domain=domain, generator=generator, **options)
-
-
-def _run_random_logit(model, x, y, a, *, domain, generator, explain, num_classes,
-                      mosaics=None, **options):
-    return random_logit(explain, x, y, a, num_classes=num_classes, generator=generator, **options)
-
-
-def _baseline(domain: Domain) -> float:
-    """The spec's baseline 0, which lies inside both [0, 1] and [−1, 1]."""
-    lo, hi = domain
-    return 0.0 if lo <= 0.0 <= hi else lo
-
-
-METRICS: dict[str, MetricSpec] = {
-    m.name: m for m in (
-        MetricSpec("Infidelity", False, _run_infidelity, "Infid"),
-        MetricSpec("FaithfulnessCorrelation", True, _run_fc, "FC"),
-        MetricSpec("FaithfulnessEstimate", True, _run_fe, "FE"),
-        MetricSpec("MonotonicityCorrelation", True, _run_mc, "MC"),
-        MetricSpec("MaxSensitivity", False, _run_maxsens, "MaxSens"),
-        MetricSpec("RandomLogit", False, _run_random_logit, "RandLogit"),
-    )
-}
-
-
-def get_metric(name: str) -> MetricSpec:
-    """Look a metric up by name (``Focus`` lives in :mod:`whiteboxdl.quality.focus`)."""
-    from whiteboxdl.quality.focus import FOCUS_METRIC
-
-    table = {**METRICS, FOCUS_METRIC.name: FOCUS_METRIC}
-    if name not in table:
-        raise ValueError(f"unknown metric {name!r}; choose from {sorted(table)}")
-    return table[name]
-
-
-def all_metric_names() -> list[str]:
-    """Names of every metric the runner knows, Focus last."""
-    return [*METRICS, "Focus"]

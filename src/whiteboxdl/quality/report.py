@@ -16,15 +16,16 @@ Example
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from whiteboxdl.quality.explainers import COUNTERPARTS
-from whiteboxdl.quality.metrics import get_metric
+from whiteboxdl.quality.metric_registry import get_metric
+from whiteboxdl.quality.runner import read_batch
 from whiteboxdl.quality.stats import paired_bootstrap
+from whiteboxdl.runfiles import read_json, save_npz, write_text
 from whiteboxdl.viz.report import Report, markdown_table
 
 
@@ -42,21 +43,25 @@ class Merged:
 
 
 def load_batches(run_dirs: list[Path]) -> tuple[dict, dict[int, dict[str, np.ndarray]]]:
-    """Config and batch files of one run spread over ``run_dirs`` (shards on other machines)."""
+    """Config and verified batch files of one run spread over ``run_dirs`` (shards on other
+    machines). Damaged batch files are moved aside and reported, and count as missing."""
     config, batches = None, {}
     for d in run_dirs:
         path = Path(d) / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{d} is not a quality run directory (no config.json)")
-        c = json.loads(path.read_text())
+        c = read_json(path, fix="run `whiteboxdl quality evaluate` with the run's arguments "
+                                "once more: it writes config.json again and keeps the batches")
         if config is not None and c != config:
             raise ValueError(f"{d} holds a run with another config; merge only shards of one run")
         config = c
         for f in sorted((Path(d) / "batches").glob("batch_[0-9]*.npz")):
             if f.name.endswith(".partial.npz"):
                 continue
-            with np.load(f) as z:
-                batches[int(f.stem.split("_")[1])] = {k: z[k] for k in z.files}
+            b = int(f.stem.split("_")[1])
+            arrays = read_batch(f, config, b)
+            if arrays is not None:
+                batches[b] = arrays
     return config, batches
 
 
@@ -216,11 +221,11 @@ def _write_csv(m: Merged, path: Path) -> None:
 
 def write_outputs(m: Merged, run_dir: Path, n_boot: int = 10_000) -> None:
     """Write scores.npz, scores.csv, summary.md, examples.png and report.html."""
-    np.savez(run_dir / "scores.npz", index=m.index, label=m.label, target=m.target,
+    save_npz(run_dir / "scores.npz", index=m.index, label=m.label, target=m.target,
              **{f"score/{e}/{k}": v for e, d in m.scores.items() for k, v in d.items()})
     _write_csv(m, run_dir / "scores.csv")
     summary = summary_markdown(m, n_boot)
-    (run_dir / "summary.md").write_text(summary)
+    write_text(run_dir / "summary.md", summary)
     fig = examples_figure(m, run_dir / "examples.png") if "x" in m.examples else None
     report = Report(f"Explanation quality: {m.config['model']} on {m.config['data']}")
     report.paragraph(summary.splitlines()[0])

@@ -3,8 +3,14 @@
 The evaluated images are cut into fixed batches; batch ``b`` belongs to shard ``b mod N``. Every
 random draw (metric perturbations, noise of stochastic explainers, Focus mosaics) is seeded from
 ``(seed, batch, explainer, metric)``, so any split over shards gives the same numbers as a single
-run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once; re-running the
-same command skips finished batches (resume). :func:`merge` collects the batch files.
+run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once (atomically);
+re-running the same command skips finished batches (resume). :func:`merge` collects the batch files.
+
+The run directory heals: ``config.json`` and every batch file are verified when read (zip
+checksums, the expected arrays and images, the fingerprint of the run's config that each batch
+carries). A damaged batch is moved aside (``.damaged``), reported by name and recomputed, with
+the same numbers, since every batch is seeded on its own; a damaged ``config.json`` is written
+again from the command's settings.
 
 Example
 -------
@@ -15,7 +21,6 @@ Example
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -29,9 +34,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from whiteboxdl.models.registry import InputContract
 from whiteboxdl.quality.explainers import EXPLAINERS, get_explainer, seed_global
-from whiteboxdl.quality.focus import make_mosaics
-from whiteboxdl.quality.metrics import all_metric_names, get_metric
+from whiteboxdl.quality.metric_registry import EXTRA_INPUTS, all_metric_names, get_metric
+from whiteboxdl.runfiles import (DamagedFileError, check_run_config, fingerprint, load_npz,
+                                 read_verified, save_npz, write_json)
 
 Domain = tuple[float, float]
 N_EXAMPLES = 4
@@ -110,36 +117,14 @@ def seed_for(*parts: object) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_model(spec: str) -> tuple[nn.Module, Domain]:
-    """A model by name or file, in eval mode, with its input domain.
-
-    ``mnist-cnn`` / ``fashion-mnist-cnn`` (the project's CNNs, inputs in [0, 1]), a model file
-    written by :func:`whiteboxdl.models.checkpoint.save_model` (inputs in [0, 1]), or a torchvision
-    name such as ``resnet50`` or ``resnet50:WEIGHTS_FILE`` (loaded by
-    ``whiteboxdl.models.zoo.load_classifier``; default weights from the torch hub cache; inputs in
-    [−1, 1]).
-    """
-    path = Path(spec)
-    name, sep, weights = spec.partition(":")
-    from whiteboxdl.models.cnn import CNN_SHORTHANDS, get_cnn
-
-    if spec in CNN_SHORTHANDS:
-        return get_cnn(dataset=CNN_SHORTHANDS[spec]).eval(), (0.0, 1.0)
-    if path.suffix in (".pt", ".pth") or path.exists():
-        from whiteboxdl.models.checkpoint import load_model as load_file
-
-        return load_file(path).eval(), (0.0, 1.0)
-    from whiteboxdl.models.zoo import load_classifier
-
-    return load_classifier(name, weights=weights if sep else "DEFAULT").eval(), (-1.0, 1.0)
-
-
-def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_images(spec: str, n: int, seed: int = 0, contract: InputContract | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x, y, pool_x, pool_y)``: the ``n`` evaluated test images and the Focus pool.
 
     ``mnist`` / ``fashion-mnist``: the first ``n`` test images, pool = the whole test split.
     ``imagefolder:PATH``: ``n`` images drawn with ``seed`` from an ImageFolder tree (class folders
-    in sorted order = class indices), preprocessed to 224² in [−1, 1]; pool = the same images.
+    in sorted order = class indices), preprocessed as ``contract`` says (default: the paper's
+    224² in [−1, 1]); pool = the same images.
     """
     if spec in ("mnist", "fashion-mnist"):
         from whiteboxdl.data.mnist import load_dataset
@@ -159,20 +144,41 @@ def load_images(spec: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tenso
         folder = ImageFolder(str(root))
         if n > len(folder):
             raise ValueError(f"--n {n} exceeds the {len(folder)} images in {root}")
+        load = contract.load if contract is not None else preprocess
         idx = np.sort(np.random.default_rng(seed).choice(len(folder), n, replace=False))
-        x = torch.cat([preprocess(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
+        x = torch.cat([load(folder.samples[i][0]) for i in tqdm(idx, desc="images")])
         y = torch.tensor([folder.samples[i][1] for i in idx])
         return x, y, x, y
-    raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist or imagefolder:PATH")
+    if spec.startswith("csv:"):
+        from whiteboxdl.data.imagenet import read_labels_csv
+        from whiteboxdl.data.images import preprocess
+
+        rows = read_labels_csv(spec.partition(":")[2])
+        if n > len(rows):
+            raise ValueError(f"--n {n} exceeds the {len(rows)} images in {spec.partition(':')[2]}")
+        load = contract.load if contract is not None else preprocess
+        idx = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
+        x = torch.cat([load(rows[i][0]) for i in tqdm(idx, desc="images")])
+        y = torch.tensor([rows[i][1] for i in idx])
+        return x, y, x, y
+    raise ValueError(f"unknown data {spec!r}; use mnist, fashion-mnist, imagefolder:PATH or "
+                     "csv:PATH")
 
 
 def load_task(config: RunConfig) -> Task:
-    """Load the model and images a config names."""
-    model, domain = load_model(config.model)
-    x, y, px, py = load_images(config.data, config.n, config.seed)
+    """Load the model (through the model registry, with its input contract) and the images a
+    config names; a model that cannot take the data is refused with a clear message."""
+    from whiteboxdl.models.registry import require_contract, resolve_model
+
+    loaded = resolve_model(config.model)
+    contract = require_contract(loaded)
+    x, y, px, py = load_images(config.data, config.n, config.seed, contract)
+    what = f"--data {config.data}"
+    contract.check(x, what)
     with torch.no_grad():
-        num_classes = int(model(x[:1]).shape[1])
-    return Task(model, domain, num_classes, x, y, px, py)
+        num_classes = int(loaded.model(x[:1]).shape[1])
+    contract.check_labels(y, num_classes, what)
+    return Task(loaded.model, contract.bounds, num_classes, x, y, px, py)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -180,33 +186,55 @@ def _batch_path(run_dir: Path, b: int) -> Path:
     return run_dir / "batches" / f"batch_{b:05d}.npz"
 
 
-def _write_config(run_dir: Path, config: RunConfig) -> None:
-    path = run_dir / "config.json"
-    new = asdict(config)
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != new:
-            diff = {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
-            raise ValueError(f"{run_dir} holds a run with another config {diff}; use a new --out "
-                             "or delete the directory")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(new, indent=2))
+def batch_range(config: dict, b: int) -> tuple[int, int]:
+    """First and one-past-last image index of batch ``b`` of a run with ``config`` (a dict)."""
+    return b * config["batch_size"], min(config["n"], (b + 1) * config["batch_size"])
+
+
+def _check_batch(path: Path, arrays: dict[str, np.ndarray], config: dict, b: int) -> None:
+    lo, hi = batch_range(config, b)
+    names = ["index", "label", "target"]
+    for e in config["explainers"]:
+        names += [f"time/{e}/attribution"] + [f"{kind}/{e}/{m}" for m in config["metrics"]
+                                              for kind in ("time", "score")]
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise DamagedFileError(path, f"{len(missing)} arrays missing, e.g. {missing[0]!r}")
+    if not np.array_equal(arrays["index"], np.arange(lo, hi)):
+        raise DamagedFileError(path, f"it does not hold images {lo}..{hi - 1} of batch {b}")
+    bad = [k for k in names if k.startswith("score/") and arrays[k].shape != (hi - lo,)]
+    if bad:
+        raise DamagedFileError(path, f"{bad[0]} has shape {arrays[bad[0]].shape}, not "
+                                     f"({hi - lo},)")
+    stored = str(arrays["run"]) if "run" in arrays else fingerprint(config)  # older files: none
+    if stored != fingerprint(config):
+        raise ValueError(f"{path} belongs to another run (config fingerprint {stored}, this "
+                         f"run's is {fingerprint(config)}); merge or resume it with that run's "
+                         "settings, or use another --out")
+
+
+def read_batch(path: str | Path, config: dict, b: int) -> dict[str, np.ndarray] | None:
+    """The verified arrays of batch ``b``'s file, or ``None`` if it is missing or damaged (a
+    damaged file is moved aside and reported, so that it is recomputed)."""
+    path = Path(path)
+    return read_verified(path, load_npz, lambda arrays: _check_batch(path, arrays, config, b),
+                         action="it will be recomputed (`whiteboxdl quality evaluate` with the "
+                                "run's arguments)")
 
 
 def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarray]:
     """Scores, timings and (for batch 0) example attributions of batch ``b``."""
-    lo, hi = b * config.batch_size, min(config.n, (b + 1) * config.batch_size)
+    lo, hi = batch_range(asdict(config), b)
     x, y = task.x[lo:hi], task.y[lo:hi]
     if config.target == "prediction":
         with torch.no_grad():
             y = task.model(x).argmax(1)
     out: dict[str, np.ndarray] = {"index": np.arange(lo, hi), "label": task.y[lo:hi].numpy(),
-                                  "target": y.numpy()}
-    mosaics = None
-    if "Focus" in config.metrics:
-        gen = torch.Generator().manual_seed(seed_for(config.seed, b, "mosaics"))
-        mosaics = make_mosaics(task.pool_x, task.pool_y, torch.arange(lo, hi), gen)
+                                  "target": y.numpy(), "run": np.array(fingerprint(asdict(config)))}
+    extras = {}
+    for need in dict.fromkeys(n for m in config.metrics for n in get_metric(m).needs):
+        gen = torch.Generator().manual_seed(seed_for(config.seed, b, need))
+        extras[need] = EXTRA_INPUTS[need](task.pool_x, task.pool_y, torch.arange(lo, hi), gen)
     if b == 0:
         out["examples/x"] = x[:N_EXAMPLES].numpy()
     for name in config.explainers:
@@ -232,36 +260,71 @@ def evaluate_batch(task: Task, config: RunConfig, b: int) -> dict[str, np.ndarra
             t0 = time.perf_counter()
             scores = spec.compute(task.model, x, y, a, explain=explain, domain=task.domain,
                                   generator=torch.Generator().manual_seed(seed),
-                                  num_classes=task.num_classes, mosaics=mosaics,
+                                  num_classes=task.num_classes,
+                                  **{n: extras[n] for n in spec.needs},
                                   **config.metric_options.get(metric, {}))
             out[f"time/{name}/{metric}"] = np.array(time.perf_counter() - t0)
             out[f"score/{name}/{metric}"] = scores.numpy().astype(np.float64)
     return out
 
 
+def silence_known_warnings() -> None:
+    """Hide the two Captum warnings every batch would repeat (inputs that did not require
+    gradients, hooks on non-linear modules); called by every process that evaluates batches."""
+    warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
+    warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
+
+
+def pending_batches(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1)
+                    ) -> list[int]:
+    """The batches of this shard that ``run_dir`` does not hold yet, intact.
+
+    Validates ``config``, refuses a ``run_dir`` of another run (``ValueError``), reports and sets
+    aside damaged batch files (they count as not done) and writes ``config.json`` for a new run.
+    :func:`evaluate` computes the returned batches here; ``whiteboxdl.cluster`` on a Ray cluster.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> pending_batches(RunConfig(model="mnist-cnn", data="mnist", n=120), tempfile.mkdtemp())
+    [0, 1, 2]
+    """
+    config.validate()
+    run_dir = Path(run_dir)
+    settings = asdict(config)
+    stored = check_run_config(run_dir / "config.json", settings,
+                              fix="use a new --out or delete the directory")
+    i, n_shards = shard
+    todo = [b for b in range(config.batches())
+            if b % n_shards == i and read_batch(_batch_path(run_dir, b), settings, b) is None]
+    if not stored:  # written once the stored batches proved to be of this run
+        write_json(run_dir / "config.json", settings)
+    return todo
+
+
+def write_batch(run_dir: str | Path, b: int, arrays: dict[str, np.ndarray]) -> Path:
+    """Write the arrays of batch ``b`` (from :func:`evaluate_batch`) into ``run_dir``,
+    atomically; returns the file."""
+    return save_npz(_batch_path(Path(run_dir), b), **arrays)
+
+
 def evaluate(config: RunConfig, run_dir: str | Path, shard: tuple[int, int] = (0, 1),
              task: Task | None = None, progress: bool = True,
              on_batch: Callable[[int], None] | None = None) -> list[int]:
-    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed."""
-    config.validate()
-    warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
-    warnings.filterwarnings("ignore", message=".*hooks and attributes on non-linear.*")
-    run_dir = Path(run_dir)
-    _write_config(run_dir, config)
-    i, n_shards = shard
-    todo = [b for b in range(config.batches())
-            if b % n_shards == i and not _batch_path(run_dir, b).exists()]
+    """Evaluate this shard's unfinished batches into ``run_dir``; returns the batches computed.
+
+    A batch counts as finished when its file is there and intact (:func:`read_batch`); damaged
+    ones are reported and computed again.
+    """
+    silence_known_warnings()
+    todo = pending_batches(config, run_dir, shard)
     if not todo:
         return []
     task = task or load_task(config)
     task.model.eval()
+    i, n_shards = shard
     for b in tqdm(todo, desc=f"quality shard {i}/{n_shards}", disable=not progress):
-        result = evaluate_batch(task, config, b)
-        path = _batch_path(run_dir, b)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".partial.npz")
-        np.savez(tmp, **result)
-        tmp.replace(path)
+        write_batch(run_dir, b, evaluate_batch(task, config, b))
         if on_batch:
             on_batch(b)
     return todo

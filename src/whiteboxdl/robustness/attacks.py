@@ -29,18 +29,18 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from whiteboxdl.models.state import eval_mode as _eval_mode
 from whiteboxdl.robustness.padding import pad_logits
 
 NORMS = ("Linf", "L2")
@@ -117,20 +117,10 @@ def validate_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     return n_classes
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode with frozen parameters; restore both afterwards."""
-    training = model.training
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        model.train(training)
-        for p, flag in grads:
-            p.requires_grad_(flag)
+def eval_mode(model: nn.Module):
+    """Eval mode with frozen parameters for the block; every module's mode and every
+    parameter's ``requires_grad`` restored afterwards (:func:`whiteboxdl.models.state.eval_mode`)."""
+    return _eval_mode(model, freeze=True)
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -347,7 +337,7 @@ def _own(fn: AttackFn) -> AttackFn:
 
     if not takes_n_real:
         params.append(inspect.Parameter("n_real", inspect.Parameter.KEYWORD_ONLY, default=2))
-    run.__signature__ = inspect.Signature(params)  # expose fn's options for validation
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # fn's options
     return run
 
 

@@ -5,6 +5,12 @@ finished batch to ``out_dir/batches/`` at once. Run it again with the same ``out
 settings after an interruption: finished batches are loaded, not recomputed, and the result is the
 same as an uninterrupted run (every batch is attacked with the same seed either way).
 
+Runs can grow: more inputs or more attacks into the same ``out_dir`` reuse every stored batch
+that is still valid (:func:`plan_batches`), and the run directory heals: every batch file is
+verified when read (zip checksums, its entries and their lengths, a hash of its inputs, the
+fingerprint of the run's settings); a damaged one is moved aside (``.damaged``), reported by name
+and attacked again, giving the same numbers.
+
 An input counts as robust under an attack when it is classified correctly both clean and attacked
 (*adversarial accuracy*). The worst case over attacks counts it robust only if no attack broke it.
 
@@ -23,13 +29,15 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +45,9 @@ from tqdm.auto import tqdm
 
 from whiteboxdl.robustness.attacks import (STANDARD_COMPONENTS, attack, autoattack_cascade,
                                            eval_mode, get_attack, predict, validate_inputs)
+from whiteboxdl.runfiles import (DamagedFileError, check_run_config, load_torch, read_verified,
+                                 save_torch, tensor_digest, write_json)
+from whiteboxdl.runfiles import fingerprint as settings_fingerprint
 
 #: The pseudo-attack name of the worst case over all attacks.
 WORST = "worst"
@@ -102,6 +113,8 @@ class RobustnessResult:
     seconds: dict[str, float]
     batches_reused: int = 0
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: The batch plan: ``(first, one past last)`` input index of each batch (see plan_batches).
+    batches: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -176,7 +189,7 @@ class RobustnessResult:
             rows.append([name, _pct(float(flags.float().mean())), f"{int(flags.sum())}/{self.n}",
                          f"{self.seconds[name]:.1f}"])
             if name in self.broken_by:
-                for k, (component, step) in enumerate(self.cascade_robust(name).items()):
+                for k, (_component, step) in enumerate(self.cascade_robust(name).items()):
                     label = f"  {name}: after {' + '.join(STANDARD_COMPONENTS[:k + 1])}"
                     rows.append([label, _pct(float(step.float().mean())),
                                  f"{int(step.sum())}/{self.n}", ""])
@@ -214,7 +227,7 @@ class RobustnessResult:
         """JSON-ready numbers: accuracies, counts, seconds, settings."""
         out = {"n": self.n, "clean_accuracy": self.clean_accuracy,
                "config": asdict(self.config), "seconds": self.seconds,
-               "cpu_seconds": self.cpu_seconds,
+               "cpu_seconds": self.cpu_seconds, "batches": [list(b) for b in self.batches],
                "accuracy": {name: self.accuracy(name) for name in (*self.attacks, WORST)}}
         for name in self.broken_by:
             out[f"{name}_cascade"] = {c: float(f.float().mean())
@@ -226,32 +239,86 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def _hash_tensors(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def fingerprint(model: nn.Module) -> str:
     """A short hash of the model's weights, to refuse resuming a run of a different model."""
     state = sorted(model.state_dict().items())
-    return _hash_tensors(*[t for _, t in state]) + "-" + hashlib.sha256(
+    return tensor_digest(*[t for _, t in state]) + "-" + hashlib.sha256(
         "".join(name for name, _ in state).encode()).hexdigest()[:8]
 
 
-def _check_run_dir(out_dir: Path, config: EvalConfig, model_hash: str) -> None:
-    meta = {"eps": config.eps, "norm": config.norm, "seed": config.seed,
+def _run_settings(config: EvalConfig, model_hash: str) -> dict:
+    """What ``run.json`` records; every batch file carries its fingerprint."""
+    return {"eps": config.eps, "norm": config.norm, "seed": config.seed,
             "batch_size": config.batch_size, "model": model_hash}
-    path = out_dir / "run.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(meta)):
-            raise ValueError(f"{out_dir} holds a run with different settings or model "
-                             f"({old}, now {meta}); use another output directory or delete it")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta, indent=1))
+
+
+_BATCH_FILE = re.compile(r"^(\d+)-(\d+)-(.+)\.pt$")       # FIRST-END-PART.pt
+_LEGACY_FILE = re.compile(r"^(\d+)-([A-Za-z].*)\.pt$")     # BATCH-PART.pt (before ranges)
+
+
+def _batch_file(batch_dir: Path, lo: int, hi: int, part: str) -> Path:
+    return batch_dir / f"{lo:05d}-{hi:05d}-{part}.pt"
+
+
+def stored_batches(batch_dir: str | Path) -> dict[tuple[int, int], set[str]]:
+    """``{(first, end): {"clean", attack names...}}`` of the batch files in ``batch_dir``."""
+    stored: dict[tuple[int, int], set[str]] = {}
+    for path in Path(batch_dir).glob("*.pt"):
+        match = _BATCH_FILE.match(path.name)
+        if match:
+            stored.setdefault((int(match[1]), int(match[2])), set()).add(match[3])
+    return stored
+
+
+def _migrate_legacy(batch_dir: Path, batch_size: int) -> None:
+    """Rename files of the older ``BATCH-PART.pt`` layout to ``FIRST-END-PART.pt``."""
+    legacy: dict[int, list[Path]] = {}
+    for path in batch_dir.glob("*.pt"):
+        match = _LEGACY_FILE.match(path.name)
+        if match:
+            legacy.setdefault(int(match[1]), []).append(path)
+    for b, paths in legacy.items():
+        clean = batch_dir / f"{b:05d}-clean.pt"
+        record = read_verified(clean, load_torch, action="it will be computed again")
+        if not isinstance(record, dict) or "clean_pred" not in record:
+            continue
+        lo = b * batch_size
+        for path in paths:
+            if path.is_file():
+                match = _LEGACY_FILE.match(path.name)
+                if match is None:
+                    continue
+                part = match[2]
+                path.replace(_batch_file(batch_dir, lo, lo + len(record["clean_pred"]), part))
+
+
+def plan_batches(n: int, batch_size: int,
+                 stored: dict[tuple[int, int], set[str]] | None = None,
+                 parts: Sequence[str] = ()) -> list[tuple[int, int]]:
+    """The batches ``(first, end)`` that ``n`` inputs are attacked in.
+
+    From input 0 on: where stored batches of earlier runs start (``stored``, from
+    :func:`stored_batches`) and fit within ``n``, the one holding most of ``parts`` (then the
+    longest) is reused as it is; elsewhere a batch runs to the next multiple of ``batch_size``.
+    A fresh run is the usual cut into ``batch_size`` chunks; a grown run keeps its old batches.
+
+    Example
+    -------
+    >>> plan_batches(40, 16)
+    [(0, 16), (16, 32), (32, 40)]
+    >>> plan_batches(40, 200, {(0, 22): {"clean", "apgd-ce"}})    # --n 22, then --n 40
+    [(0, 22), (22, 40)]
+    """
+    stored = stored or {}
+    wanted = set(parts)
+    plan, lo = [], 0
+    while lo < n:
+        fits = [(len(wanted & names), hi) for (first, hi), names in stored.items()
+                if first == lo and lo < hi <= n]
+        hi = max(fits)[1] if fits else min(n, (lo // batch_size + 1) * batch_size)
+        plan.append((lo, hi))
+        lo = hi
+    return plan
 
 
 def _clean_record(model: nn.Module, x: torch.Tensor) -> dict:
@@ -282,31 +349,81 @@ def _attack_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str
     return record
 
 
-def _load_or_compute(path: Path | None, data_hash: str, options: str | None, compute):
-    """(record, reused): a stored record if its inputs (and options) match, else a new one."""
-    if path is not None and path.is_file():
-        record = torch.load(path, weights_only=True)
-        if record.get("data") != data_hash:
-            raise ValueError(f"{path} was computed on other inputs than this run's batch; use "
-                             "another output directory or delete this one")
-        if options is not None and record.get("options") != options:
-            raise ValueError(f"{path} was computed with attack options {record.get('options')}, "
-                             f"not {options}; use another output directory or delete it")
-        return record, True
-    record = compute()
-    record["data"] = data_hash
-    if path is not None:
-        tmp = path.with_suffix(".partial")
-        torch.save(record, tmp)
-        tmp.replace(path)
-    return record, False
+def _record_keys(part: str) -> list[str]:
+    if part == "clean":
+        return ["clean_pred", "clean_conf"]
+    keys = [f"x_adv/{part}", f"pred/{part}", f"conf/{part}", f"seconds/{part}", "options"]
+    return keys + ([f"broken_by/{part}"] if part == "standard" else [])
+
+
+def _check_record(path: Path, record: object, part: str, n: int, data_hash: str,
+                  options: str | None, run: str) -> None:
+    """Raise ``DamagedFileError`` for a broken record, ``ValueError`` for one of another run."""
+    keys = _record_keys(part) + ["data"]
+    if not isinstance(record, dict) or any(k not in record for k in keys):
+        raise DamagedFileError(path, f"not a {part} record (entries {keys} expected)")
+    short = [k for k in keys if isinstance(record[k], torch.Tensor) and len(record[k]) != n]
+    if short:
+        raise DamagedFileError(path, f"{short[0]} holds {len(record[short[0]])} inputs, not {n}")
+    fix = "use another output directory for this run"
+    if record.get("run", run) != run:  # files written before fingerprints: run.json checked them
+        raise ValueError(f"{path} belongs to a run with other settings or another model; {fix}")
+    if record["data"] != data_hash:
+        raise ValueError(f"{path} was computed on other inputs than this run's inputs at the "
+                         f"same positions; {fix}")
+    if options is not None and record.get("options") != options:
+        raise ValueError(f"{path} was computed with attack options {record.get('options')}, "
+                         f"not {options}; {fix}")
+
+
+def _stored_record(path: Path, part: str, n: int, data_hash: str, options: str | None,
+                   run: str) -> dict | None:
+    """The stored record of ``part`` if it is intact and of this run, else ``None`` (a damaged
+    file is reported and set aside; a file of another run raises ``ValueError``)."""
+    return read_verified(path, load_torch, lambda r: _check_record(
+        path, r, part, n, data_hash, options, run), action="attacking this batch again")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """The work one batch of a run still needs: its position ``index`` in the batch plan, its
+    inputs and labels, and the ``parts`` (``"clean"`` and attack names) with no stored record."""
+
+    index: int
+    x: torch.Tensor
+    y: torch.Tensor
+    parts: tuple[str, ...]
+
+
+#: ``executor(model, config, jobs)`` computes the missing records of ``jobs`` and yields
+#: ``(job.index, {part: record})`` as each batch finishes, in any order (see
+#: :func:`compute_records`); :func:`evaluate` writes the files. The default runs them here, one
+#: after the other (:func:`compute_locally`); ``whiteboxdl.cluster`` runs them on a Ray cluster.
+Executor = Callable[[nn.Module, EvalConfig, Sequence[BatchJob]],
+                    Iterable[tuple[int, dict[str, dict]]]]
+
+
+def compute_records(model: nn.Module, x: torch.Tensor, y: torch.Tensor, parts: Sequence[str],
+                    config: EvalConfig) -> dict[str, dict]:
+    """Fresh records of one batch: ``"clean"`` predictions and each named attack (seeded with
+    ``config.seed``, so the same batch gives the same record in any process)."""
+    return {part: _clean_record(model, x) if part == "clean"
+            else _attack_record(model, x, y, part, config) for part in parts}
+
+
+def compute_locally(model: nn.Module, config: EvalConfig, jobs: Sequence[BatchJob]
+                    ) -> Iterator[tuple[int, dict[str, dict]]]:
+    """The default :data:`Executor`: each job in turn, in this process."""
+    for job in jobs:
+        yield job.index, compute_records(model, job.x, job.y, job.parts, config)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[str],
              eps: float = 0.3, norm: str = "Linf", seed: int = 0, batch_size: int = 200,
              out_dir: str | Path | None = None, options: dict[str, dict] | None = None,
              progress: bool = True,
-             on_batch_end: Callable[[int, int], None] | None = None) -> RobustnessResult:
+             on_batch_end: Callable[[int, int], None] | None = None,
+             executor: Executor | None = None) -> RobustnessResult:
     """Attack ``x`` (labels ``y``) with each of ``attacks``; resumable through ``out_dir``.
 
     Parameters
@@ -322,55 +439,109 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
     batch_size:
         Inputs per batch (the unit of resumption).
     out_dir:
-        Where finished work goes: ``batches/NNNNN-clean.pt`` and ``batches/NNNNN-<attack>.pt``
-        per batch and attack (each with a hash of its inputs and the attack's options), and
-        ``run.json`` with eps, norm, seed, batch size and a hash of the model. ``None`` keeps
-        everything in memory. Later runs in the same folder reuse every stored (batch, attack)
-        pair: more attacks or more inputs only add work.
+        Where finished work goes: ``batches/FIRST-END-clean.pt`` and
+        ``batches/FIRST-END-<attack>.pt`` per batch of inputs ``FIRST..END-1`` and attack (each
+        with a hash of its inputs, the attack's options and the fingerprint of the run's
+        settings), and ``run.json`` with eps, norm, seed, batch size and a hash of the model.
+        ``None`` keeps everything in memory. Later runs in the same folder reuse every stored
+        (batch, attack) pair that is intact and of the same inputs: more attacks or more inputs
+        only add work (:func:`plan_batches`); damaged files are reported and recomputed.
+        A grown run (say ``n=22``, then ``n=40``) equals a fresh run with the same batch plan
+        (``[(0, 22), (22, 40)]``, in ``result.batches``): each batch is attacked on its own with
+        the same seed. A fresh run of 40 inputs in an empty folder cuts ``[(0, 40)]`` instead,
+        which can differ slightly for attacks whose random draws depend on the batch.
     options:
         Per-attack options, e.g. ``{"square": {"n_queries": 1000}}``.
     on_batch_end:
         Called as ``on_batch_end(batch_index, n_batches)`` after each batch that needed work.
+    executor:
+        Where the missing batches are computed (an :data:`Executor`); default: here, in turn.
+        Whichever computes them, this process writes the files, so the run directory is the same.
     """
     config = EvalConfig(tuple(attacks), float(eps) if isinstance(eps, (int, float)) else eps,
                         norm, int(seed), int(batch_size), dict(options or {}))
     config.validate()
     validate_inputs(model, x, y, eps, norm)
-    n_batches = -(-len(x) // config.batch_size)
-    batch_dir = None
+    settings = _run_settings(config, fingerprint(model))
+    run = settings_fingerprint(settings)
+    batch_dir, stored, known = None, {}, False
     if out_dir is not None:
         out_dir = Path(out_dir)
-        _check_run_dir(out_dir, config, fingerprint(model))
+        known = check_run_config(out_dir / "run.json", settings,
+                                 fix="use another output directory or delete it")
         batch_dir = out_dir / "batches"
         batch_dir.mkdir(parents=True, exist_ok=True)
-    records, reused = [], 0
-    bar = tqdm(range(n_batches), desc=f"attacking {len(x)} inputs ({', '.join(attacks)})",
-               unit="batch", disable=not progress)
-    for b in bar:
-        lo, hi = b * config.batch_size, min(len(x), (b + 1) * config.batch_size)
-        xb, yb = x[lo:hi], y[lo:hi]
-        data_hash = _hash_tensors(xb, yb)
-
-        def path(part: str) -> Path | None:
-            return batch_dir / f"{b:05d}-{part}.pt" if batch_dir is not None else None
-
-        record, all_reused = _load_or_compute(path("clean"), data_hash, None,
-                                              lambda: _clean_record(model, xb))
-        for name in config.attacks:
-            opts = json.dumps(dict(config.options.get(name, {})), sort_keys=True)
-            part, was_reused = _load_or_compute(
-                path(name), data_hash, opts, lambda: _attack_record(model, xb, yb, name, config))
-            record = {**record, **part}
-            all_reused &= was_reused
+        _migrate_legacy(batch_dir, config.batch_size)
+        stored = stored_batches(batch_dir)
+        if not known and not stored:  # a fresh folder: nothing to check the settings against
+            known = bool(write_json(out_dir / "run.json", settings))
+    plan = plan_batches(len(x), config.batch_size, stored, ("clean", *config.attacks))
+    records, hashes, jobs = [], [], []
+    for b, (lo, hi) in enumerate(plan):
+        record, missing, data_hash = _stored_parts(x[lo:hi], y[lo:hi], config, run, batch_dir,
+                                                   (lo, hi))
         records.append(record)
-        reused += all_reused
-        if on_batch_end is not None and not all_reused:
-            on_batch_end(b, n_batches)
-    return _combine(config, y, records, reused)
+        hashes.append(data_hash)
+        if missing:
+            jobs.append(BatchJob(b, x[lo:hi], y[lo:hi], missing))
+    done: set[int] = set()
+    finished = iter((executor or compute_locally)(model, config, jobs))
+    with tqdm(total=len(plan), initial=len(plan) - len(jobs), unit="batch", disable=not progress,
+              desc=f"attacking {len(x)} inputs ({', '.join(attacks)})") as bar, \
+            _closing(finished):
+        for b, fresh in finished:
+            done.add(b)
+            lo, hi = plan[b]
+            for part, new in fresh.items():
+                new = {**new, "data": hashes[b], "run": run}
+                if batch_dir is not None:
+                    save_torch(_batch_file(batch_dir, lo, hi, part), new)
+                records[b] = {**records[b], **new}
+            bar.update()
+            if on_batch_end is not None:
+                on_batch_end(b, len(plan))
+    lost = sorted({job.index for job in jobs} - done)
+    if lost:
+        raise RuntimeError(f"the executor returned no records for batches {lost}")
+    if out_dir is not None and not known:  # recorded once every stored file proved to fit
+        write_json(out_dir / "run.json", settings)
+    return _combine(config, y, records, len(plan) - len(jobs), plan)
+
+
+@contextlib.contextmanager
+def _closing(iterator: Iterator) -> Iterator[None]:
+    """Close a generator at once when the loop over it stops early (an error, Ctrl-C), so that an
+    executor stops starting work."""
+    try:
+        yield
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def _stored_parts(xb: torch.Tensor, yb: torch.Tensor, config: EvalConfig, run: str,
+                  batch_dir: Path | None, bounds: tuple[int, int]
+                  ) -> tuple[dict, tuple[str, ...], str]:
+    """The stored records of one batch (clean and each attack) merged, the parts that have none
+    (all of them without ``batch_dir``) and the hash of the batch's inputs."""
+    data_hash = tensor_digest(xb, yb)
+    record: dict = {}
+    missing = []
+    for part in ("clean", *config.attacks):
+        options = None if part == "clean" else json.dumps(dict(config.options.get(part, {})),
+                                                          sort_keys=True)
+        stored = None if batch_dir is None else _stored_record(
+            _batch_file(batch_dir, *bounds, part), part, len(xb), data_hash, options, run)
+        if stored is None:
+            missing.append(part)
+        else:
+            record = {**record, **stored}
+    return record, tuple(missing), data_hash
 
 
 def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
-             reused: int) -> RobustnessResult:
+             reused: int, plan: list[tuple[int, int]]) -> RobustnessResult:
     def cat(key: str) -> torch.Tensor:
         return torch.cat([r[key] for r in records])
 
@@ -384,4 +555,5 @@ def _combine(config: EvalConfig, y: torch.Tensor, records: list[dict],
         seconds={a: float(sum(r[f"seconds/{a}"] for r in records)) for a in names},
         batches_reused=reused,
         cpu_seconds={a: float(sum(r.get(f"cpu_seconds/{a}", float("nan")) for r in records))
-                     for a in names})
+                     for a in names},
+        batches=list(plan))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from whiteboxdl.paths import check_output_path
+
 
 #: = network.ARCHS (a test checks)
 ARCH_CHOICES = ["poc", "wide", "orientation", "kernels", "posed-logic", "capped", "margin",
@@ -81,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="train on the first N images only (quick runs; 0: all)")
     train.add_argument("--threads", type=int, default=0,
                        help="torch threads (0: torch's default)")
-    train.add_argument("--out", required=True, help="output directory (resumes if it has a checkpoint)")
+    train.add_argument("--out", required=True,
+                       help="output directory (resumes if it has a checkpoint of the same "
+                            "settings; other settings are refused)")
     train.set_defaults(func=_train)
     insp = sub.add_parser("inspect", help="write every figure of a trained model and report.html")
     insp.add_argument("checkpoint", help="model.pt written by `whiteboxdl semantic train`")
@@ -110,6 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     from whiteboxdl.models.training import TrainConfig
     from whiteboxdl.semantic.train import train_semantic
 
+    check_output_path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -131,23 +136,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import json
-
     from whiteboxdl.data.mnist import digit_subset
     from whiteboxdl.models.checkpoint import load_model
+    from whiteboxdl.runfiles import read_json, read_verified
     from whiteboxdl.semantic.inspect import inspect_model
     from whiteboxdl.semantic.network import SemanticNetwork
 
     checkpoint = Path(args.checkpoint)
+    out = check_output_path(args.out if args.out else checkpoint.parent / "inspect")
     model = load_model(checkpoint)
     if not isinstance(model, SemanticNetwork):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not a semantic network")
-    summary = checkpoint.parent / "summary.json"
-    history = json.loads(summary.read_text())["history"] if summary.is_file() else None
+    summary = read_verified(checkpoint.parent / "summary.json", read_json,
+                            action="drawing no training curves")
+    history = summary.get("history") if isinstance(summary, dict) else None
     x = y = None
     if args.samples > 0:
         x, y = digit_subset([int(c) for c in model.class_names], "test")
-    out = Path(args.out) if args.out else checkpoint.parent / "inspect"
     paths = inspect_model(model, out, x, y, history, n_samples=args.samples,
                           title=f"Semantic-feature network {checkpoint}")
     for p in paths:

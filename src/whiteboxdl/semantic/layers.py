@@ -275,9 +275,9 @@ def orientation_groups(n_kernels: int, n_rotations: int, n_bins: int) -> torch.T
 
     Rotation ``r`` turns a kernel by ``r * 360 / n_rotations`` degrees; its orientation (the angle
     modulo 180 degrees) falls in one of ``n_bins`` bins of width ``180 / n_bins`` centred on
-    ``0, 180 / n_bins, ...`` (an orientation on a bin edge goes to the upper bin). Returns ``(n_bins, n_kernels * n_rotations / n_bins)``: row ``b``
-    lists every kernel in every rotation of bin ``b`` (so a rotation and its 180-degree
-    counterpart share a bin).
+    ``0, 180 / n_bins, ...`` (an orientation on a bin edge goes to the upper bin). Returns
+    ``(n_bins, n_kernels * n_rotations / n_bins)``: row ``b`` lists every kernel in every
+    rotation of bin ``b`` (so a rotation and its 180-degree counterpart share a bin).
 
     Example
     -------

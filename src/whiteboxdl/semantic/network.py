@@ -17,7 +17,7 @@ Example
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ from torch import nn
 from whiteboxdl.semantic.layers import (CONV_CHANNELS, AffineSemantic, ConvSemantic, Logical,
                                         PosedLogical, TwoStep)
 
+#: The builder model files of semantic networks name (see ``whiteboxdl.models.registry``).
+BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
 #: Affine features per class (one logical block each) of the paper's design.
 FEATURES_PER_CLASS = 4
 
@@ -72,11 +74,12 @@ class SemanticNetwork(nn.Module):
                                 outer_scale_max=outer_scale_max) if two_step else None
         self.conv = ConvSemantic(n_kernels=conv_kernels, channels=conv_channels,
                                  n_orientations=orientations, cap=conv_cap) if conv else None
-        channels = self.conv.out_channels if conv else 1
+        channels = self.conv.out_channels if self.conv is not None else 1
         self.affine = AffineSemantic(n_features=features_per_class * n_classes,
                                      n_poses=affine_poses, feature_size=feature_size,
                                      image_size=image_size, pose_convention=pose_convention,
                                      in_channels=channels, translation_std=translation_std)
+        self.logical: Logical | PosedLogical
         if logical == "roll":
             self.logical = Logical(n_classes=n_classes, block_size=features_per_class)
         else:
@@ -127,7 +130,7 @@ SIZE_CHOICES: dict[str, tuple[str, ...]] = {"conv_channels": CONV_CHANNELS, "log
 
 #: Size arguments of :func:`semantic_mnist` with their type and inclusive bounds (model files
 #: carry them, so they are validated; strings: :data:`SIZE_CHOICES`).
-SIZE_BOUNDS: dict[str, tuple[type, object, object]] = {
+SIZE_BOUNDS: dict[str, tuple[type, Any, Any]] = {
     "features_per_class": (int, 1, 64),
     "affine_poses": (int, 1, 256),
     "feature_size": (int, 4, 28),

@@ -9,7 +9,7 @@ fixed 200-image test subset.
 Example
 -------
 >>> from whiteboxdl.semantic.train import get_semantic_model
->>> model = get_semantic_model((3, 5))          # doctest: +SKIP  (trains once, ~1 min)
+>>> model = get_semantic_model((3, 5))   # trains once, ~1 min  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import nn
@@ -26,9 +26,8 @@ from torch import nn
 from whiteboxdl.models.checkpoint import load_model
 from whiteboxdl.models.training import TrainConfig, TrainResult, evaluate_accuracy, fit
 from whiteboxdl.paths import file_lock, models_dir
-from whiteboxdl.semantic.network import SemanticNetwork, semantic_mnist
+from whiteboxdl.semantic.network import BUILDER, SemanticNetwork, semantic_mnist
 
-BUILDER = "whiteboxdl.semantic.network:semantic_mnist"
 #: The paper's recipe (the defaults of :class:`~whiteboxdl.models.training.TrainConfig`).
 RECIPE = TrainConfig(epochs=15, batch_size=200, lr=3e-3, weight_decay=3e-6, seed=314)
 
@@ -282,7 +281,7 @@ def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = 
     Example
     -------
     >>> model = get_semantic_model((3, 5))     # doctest: +SKIP
-    >>> model.class_names
+    >>> model.class_names                      # doctest: +SKIP
     ('3', '5')
     >>> get_semantic_model(range(10)).n_classes   # doctest: +SKIP
     10
@@ -302,4 +301,4 @@ def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = 
                                    adv_check=0, out_dir=path.parent, progress=progress)
                 else:
                     train_semantic(digits, out_dir=path.parent, progress=progress)
-    return load_model(path)
+    return cast(SemanticNetwork, load_model(path))

@@ -13,7 +13,8 @@ Example
 -------
 >>> import torch
 >>> from whiteboxdl.stability.alignment import cosine
->>> cosine(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[2.0, 0.0], [-1.0, -1.0]])).tolist()
+>>> c = cosine(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[2.0, 0.0], [-1.0, -1.0]]))
+>>> [round(v, 6) for v in c.tolist()]
 [1.0, -1.0]
 """
 

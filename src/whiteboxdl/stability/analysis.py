@@ -15,7 +15,6 @@ Example
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 from whiteboxdl.models.checkpoint import load_model
+from whiteboxdl.runfiles import (DamagedFileError, load_torch, read_json, read_verified, save_npz,
+                                 write_json)
 from whiteboxdl.stability import alignment as al
 from whiteboxdl.stability import measures as ms
 from whiteboxdl.stability.store import PatternStore
@@ -39,7 +40,11 @@ def load_probe(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: is {run_dir} a `whiteboxdl stability run` "
                                 "output directory?")
-    probe = torch.load(path, weights_only=True)
+    probe = load_torch(path, fix="it cannot be rebuilt: record the run again with `whiteboxdl "
+                                 "stability run ... --overwrite`")
+    if not isinstance(probe, dict) or not {"x", "y"} <= set(probe) or len(probe["x"]) != len(
+            probe["y"]):
+        raise DamagedFileError(path, "not a probe record (x and y of equal length)")
     return probe["x"], probe["y"]
 
 
@@ -130,9 +135,7 @@ def save_examples(run_dir: str | Path, store: PatternStore, model: nn.Module, x:
         values = {l.name: store.pattern(i, l.name)[:n] for l in store.layers}
         arrays[f"frozen_{store.steps[i]}"] = frozen_gate_gradient(model, x, y, store.layers,
                                                                   values).numpy()
-    path = Path(run_dir) / EXAMPLES_FILE
-    np.savez(path, **arrays)
-    return path
+    return save_npz(Path(run_dir) / EXAMPLES_FILE, **arrays)
 
 
 def alignment_measures(run_dir: str | Path, store: PatternStore, n_align: int = 256,
@@ -170,10 +173,11 @@ def analyze(run_dir: str | Path, n_align: int = 256, max_snapshots: int = 12,
     results = {"run": str(run_dir), "meta": store.meta,
                "patterns": pattern_measures(store),
                "weights": weight_measures(run_dir, store)}
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        results["training"] = json.loads(summary.read_text()).get("final", {})
+    summary = read_verified(run_dir / "summary.json", read_json,
+                            action="leaving the training numbers out")
+    if isinstance(summary, dict):
+        results["training"] = summary.get("final", {})
     if alignment:
         results["alignment"] = alignment_measures(run_dir, store, n_align, max_snapshots, progress)
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
+    write_json(run_dir / RESULTS_FILE, results)
     return results

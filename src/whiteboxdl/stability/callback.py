@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from whiteboxdl.runfiles import save_torch
 from whiteboxdl.stability.patterns import record_patterns
 from whiteboxdl.stability.store import PatternStore
 
@@ -104,9 +105,7 @@ class StabilityTracker:
         snapshot = record_patterns(model, self.probe, self.batch_size, margins=margins)
         self.store.add(step, snapshot, self._weight_change(model))
         if self.out_dir is not None and (step == 0 or step % self.checkpoint_every == 0 or margins):
-            path = checkpoint_path(self.out_dir, step)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
+            self._save_weights(model, checkpoint_path(self.out_dir, step))
         self.seconds += time.perf_counter() - t0
 
     def _add_margins(self, model: nn.Module) -> None:
@@ -116,9 +115,11 @@ class StabilityTracker:
         if self.out_dir is not None:
             path = checkpoint_path(self.out_dir, self.store.steps[-1])
             if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                           path)
+                self._save_weights(model, path)
+
+    @staticmethod
+    def _save_weights(model: nn.Module, path: Path) -> None:
+        save_torch(path, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
 
     @torch.no_grad()
     def _weight_change(self, model: nn.Module) -> dict[str, float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from whiteboxdl.paths import check_output_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     stab = subparsers.add_parser("stability", help="measure activation-pattern stability in training")
@@ -40,16 +42,17 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
+    from whiteboxdl.runfiles import read_json
     from whiteboxdl.stability.report import interpret, summary_markdown, write_report
 
+    check_output_path(args.run_dir, "RUN_DIR")
     if args.align_probe < 1 or args.align_snapshots < 2:
         raise ValueError("--align-probe must be >= 1 and --align-snapshots >= 2")
     path = write_report(args.run_dir, recompute=getattr(args, "recompute", True),
                         n_align=args.align_probe, max_snapshots=args.align_snapshots)
-    results = json.loads((Path(args.run_dir) / "stability.json").read_text())
+    results = read_json(Path(args.run_dir) / "stability.json")
     print(summary_markdown(results))
     for text, contradicts in interpret(results):
         print(("[against] " if contradicts else "- ") + text)
@@ -60,6 +63,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from whiteboxdl.stability.experiment import run_tracking
 
+    check_output_path(args.out)
     run_dir = run_tracking(args.dataset, args.model, every=args.every, probe=args.probe,
                            epochs=args.epochs, out=args.out, seed=args.seed,
                            train_limit=args.train_limit, test_limit=args.test_limit,

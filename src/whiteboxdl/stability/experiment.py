@@ -8,13 +8,13 @@ Example
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 import torch
 
+from whiteboxdl.runfiles import save_torch, write_json
 from whiteboxdl.stability.callback import StabilityTracker
 
 MODELS = ("cnn", "semantic")
@@ -87,7 +87,7 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
     _prepare(out, overwrite)
     probe_idx = torch.randperm(len(test[0]), generator=torch.Generator().manual_seed(seed))[:probe]
     px, py = test[0][probe_idx], test[1][probe_idx]
-    torch.save({"x": px, "y": py, "indices": probe_idx}, out / "probe.pt")
+    save_torch(out / "probe.pt", {"x": px, "y": py, "indices": probe_idx})
     tracker = StabilityTracker(px, every=every, out_dir=out)
     tracker.store.meta.update({"dataset": dataset, "model": model})
     train = _subset(train, train_limit, seed)
@@ -124,5 +124,5 @@ def run_tracking(dataset: str = "mnist", model: str = "cnn", every: int = 50, pr
             "tracking_seconds": tracker.seconds,
             "tracking_fraction": tracker.seconds / max(seconds - tracker.seconds, 1e-9),
             "torch": torch.__version__, **final}
-    (out / "run.json").write_text(json.dumps(info, indent=1))
+    write_json(out / "run.json", info)
     return out

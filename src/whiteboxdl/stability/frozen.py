@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from whiteboxdl.stability.patterns import LayerInfo, PoolGeometry, _Interceptor, pool_call
+from whiteboxdl.stability.patterns import LayerInfo, _Interceptor, pool_call
 
 
 class _MaskedReLU(torch.autograd.Function):

@@ -178,14 +178,23 @@ def margin_relation(store: PatternStore, settled: dict[str, Settling] | None = N
 
 # -- weights -------------------------------------------------------------------------------------
 def load_checkpoints(run_dir: str | Path, steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
-    """State dicts the tracker kept in ``run_dir/checkpoints`` for the given steps (missing skipped)."""
+    """State dicts the tracker kept in ``run_dir/checkpoints`` for the given steps; missing ones
+    are skipped, damaged ones reported, set aside and skipped."""
+    from whiteboxdl.runfiles import DamagedFileError, load_torch, read_verified
     from whiteboxdl.stability.callback import checkpoint_path
+
+    def check(path: Path, state: object) -> None:
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise DamagedFileError(path, "not a state dict of tensors")
 
     out = {}
     for step in steps:
         path = checkpoint_path(run_dir, step)
-        if path.is_file():
-            out[step] = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_verified(path, load_torch, lambda st, path=path: check(path, st),
+                              action="leaving this snapshot out of the weight measures")
+        if state is not None:
+            out[step] = state
     return out
 
 

@@ -31,11 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-#: Every callable through which PyTorch code applies a ReLU.
-RELU_FUNCS = frozenset({F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_})
-#: Every callable through which PyTorch code applies a 2-d max-pool.
-MAXPOOL_FUNCS = frozenset({F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d,
-                           torch._C._nn.max_pool2d_with_indices})
+from whiteboxdl.pullbacks.registry import ops_of
+from whiteboxdl.pullbacks.rules import POOL_DIMS
+
+#: Every callable through which PyTorch code applies a ReLU (the pullback "relu" rule's ops).
+RELU_FUNCS = ops_of("relu")
+#: Every callable through which PyTorch code applies a 2-d max-pool (of the "maxpool" rule).
+MAXPOOL_FUNCS = frozenset(op for op in ops_of("maxpool") if POOL_DIMS[op] == 2)
 _ALWAYS_INDICES = (F.max_pool2d_with_indices, torch._C._nn.max_pool2d_with_indices)
 _POOL_SIGNATURE = inspect.signature(F.max_pool2d_with_indices)
 

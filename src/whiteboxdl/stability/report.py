@@ -8,11 +8,11 @@ Example
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from whiteboxdl.runfiles import load_npz, read_json, read_verified
 from whiteboxdl.stability.analysis import EXAMPLES_FILE, RESULTS_FILE, analyze
 from whiteboxdl.stability.measures import OVERALL
 from whiteboxdl.stability.plots import FIGURES, plot_all
@@ -136,21 +136,33 @@ def layer_table(results: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def _cached_analysis(run_dir: Path) -> tuple[dict | None, dict | None]:
+    """``stability.json`` and ``examples.npz`` of an earlier analysis if both are intact (or the
+    examples were never written); ``(None, None)`` means: analyse again."""
+    action = "analysing the run again"
+    results = read_verified(run_dir / RESULTS_FILE, read_json, action=action)
+    if not isinstance(results, dict) or "patterns" not in results:
+        return None, None
+    examples_path = run_dir / EXAMPLES_FILE
+    written = examples_path.is_file()
+    examples = read_verified(examples_path, load_npz, action=action)
+    if written and examples is None:  # damaged: set aside, the analysis writes it again
+        return None, None
+    return results, examples
+
+
 def write_report(run_dir: str | Path, recompute: bool = False, **analyze_kwargs) -> Path:
     """Analyse ``run_dir`` (or reuse ``stability.json``), draw the figures, write ``report.html``."""
     run_dir = Path(run_dir)
-    results_path = run_dir / RESULTS_FILE
-    if recompute or not results_path.is_file():
+    results, examples = (None, None) if recompute else _cached_analysis(run_dir)
+    if results is None:
         results = analyze(run_dir, **analyze_kwargs)
-    else:
-        results = json.loads(results_path.read_text())
-    examples_path = run_dir / EXAMPLES_FILE
-    examples = dict(np.load(examples_path)) if examples_path.is_file() else None
+        examples = read_verified(run_dir / EXAMPLES_FILE, load_npz)
     figures = plot_all(results, run_dir / "figures", examples)
     meta = results.get("meta", {})
     report = Report(f"Path stability: {meta.get('model', 'model')} on {meta.get('dataset', '?')}")
-    run_info = run_dir / "run.json"
-    info = json.loads(run_info.read_text()) if run_info.is_file() else {}
+    info = read_verified(run_dir / "run.json", read_json,
+                         action="leaving the timings out of the report") or {}
     report.paragraph(
         f"Run {run_dir}: {len(results['patterns']['steps'])} snapshots every {meta.get('every')} "
         f"steps on {meta.get('n_probe')} fixed probe images; final test accuracy "

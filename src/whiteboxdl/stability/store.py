@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whiteboxdl.runfiles import DamagedFileError, load_npz, save_npz
 from whiteboxdl.stability.patterns import LayerInfo, PoolGeometry, Snapshot
 
 FORMAT_VERSION = 1
@@ -150,35 +151,54 @@ class PatternStore:
         for j, layer in enumerate(self.layers):
             if layer.name in self.margins:
                 arrays[f"margin_l{j}"] = self.margins[layer.name]
-        tmp = path.with_name(path.name + ".partial.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
-        return path
+        return save_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "PatternStore":
-        """Read a store written by :meth:`save`."""
+        """Read a store written by :meth:`save`, verified (zip checksums, header, every array).
+
+        Raises ``FileNotFoundError`` when it is missing and
+        :class:`~whiteboxdl.runfiles.DamagedFileError` (a ``ValueError``) naming it when it is
+        damaged; it is never read with pickle.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"pattern store not found: {path} (written by "
                                     "`whiteboxdl stability run` as patterns.npz)")
-        with np.load(path) as data:
-            if "header" not in data:
-                raise ValueError(f"{path} is not a whiteboxdl pattern store (no header)")
+        fix = ("the recording cannot be rebuilt from the run's other files: record it again "
+               "with `whiteboxdl stability run ... --overwrite`")
+        data = load_npz(path, fix)
+        if "header" not in data:
+            raise DamagedFileError(path, "no header: not a whiteboxdl pattern store", fix)
+        try:
             header = json.loads(data["header"].tobytes().decode())
-            if header.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{path}: unsupported pattern-store format {header.get('format')}")
-            store = cls()
-            store.layers = [LayerInfo(d["name"], d["kind"], tuple(d["shape"]),
-                                      PoolGeometry.from_json(d["geometry"]) if d["geometry"] else None)
-                            for d in header["layers"]]
-            store.steps = [int(s) for s in header["steps"]]
-            store.n_probe = header["n_probe"]
-            store.margin_step = header["margin_step"]
-            store.weight_change = header["weight_change"]
-            store.meta = header["meta"]
-            store._packed = [{layer.name: data[f"s{i}_l{j}"] for j, layer in enumerate(store.layers)}
-                             for i in range(len(store.steps))]
-            store.margins = {layer.name: data[f"margin_l{j}"] for j, layer in enumerate(store.layers)
-                             if f"margin_l{j}" in data}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedFileError(path, f"unreadable header: {exc}", fix) from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported pattern-store format "
+                             f"{header.get('format') if isinstance(header, dict) else header!r}")
+        try:
+            return cls._from_arrays(header, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DamagedFileError(path, f"its arrays do not match its header: {exc}",
+                                   fix) from None
+
+    @classmethod
+    def _from_arrays(cls, header: dict, data: dict[str, np.ndarray]) -> "PatternStore":
+        store = cls()
+        store.layers = [LayerInfo(d["name"], d["kind"], tuple(d["shape"]),
+                                  PoolGeometry.from_json(d["geometry"]) if d["geometry"] else None)
+                        for d in header["layers"]]
+        store.steps = [int(s) for s in header["steps"]]
+        store.n_probe = header["n_probe"]
+        store.margin_step = header["margin_step"]
+        store.weight_change = header["weight_change"]
+        store.meta = header["meta"]
+        store._packed = [{layer.name: data[f"s{i}_l{j}"] for j, layer in enumerate(store.layers)}
+                         for i in range(len(store.steps))]
+        store.margins = {layer.name: data[f"margin_l{j}"] for j, layer in enumerate(store.layers)
+                         if f"margin_l{j}" in data}
+        for i in range(len(store.steps)):  # every snapshot unpacks to its layers' shapes
+            for layer in store.layers:
+                store.pattern(i, layer.name)
         return store

@@ -1,47 +1,35 @@
-"""The paper's counterfactual grids: rows = images, columns = target classes.
+"""Drawing the paper's counterfactual grids (computed by :mod:`whiteboxdl.pullbacks.grids`).
 
-Column ``j`` shows, for every image, the ascent towards class ``columns[j]``: cell = perturbed −
-clean, min–max rescaled per cell. The columns are the images' own classes (so the diagonal is each
-image's own class, off-diagonal cells are counterfactuals) plus extra random classes. Grids of
-excitation-pullback ascent and of vanilla-gradient ascent can be drawn side by side.
+A grid is any object with ``images`` (rows, C, H, W), ``columns`` (class indices),
+``differences`` (rows, cols, C, H, W) and ``method``; cells are min–max rescaled per cell.
 
 Example
 -------
 >>> import torch
->>> from whiteboxdl.viz.grids import grid_columns, minmax_per_cell
->>> grid_columns([3, 1, 3], num_classes=10, extra=1, seed=0)[:2]
-[3, 1]
+>>> from whiteboxdl.viz.grids import minmax_per_cell
 >>> float(minmax_per_cell(torch.tensor([[[[-2.0, 2.0]]]]))[0].max())
 1.0
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from whiteboxdl.pullbacks.ascent import GradientAscent, PullbackAscent
 from whiteboxdl.viz.figures import new_figure, save_figure
 
-METHODS = ("pullback", "gradient")
 
+class GridLike(Protocol):
+    """What :func:`plot_grids` draws (see ``whiteboxdl.pullbacks.grids.Grid``)."""
 
-def grid_columns(labels: Sequence[int], num_classes: int, extra: int = 1,
-                 seed: int = 0) -> list[int]:
-    """Target classes of the columns: the labels in order of appearance, then ``extra`` random
-    classes that are none of them."""
-    columns = list(dict.fromkeys(int(t) for t in labels))
-    others = [c for c in range(num_classes) if c not in columns]
-    if extra > len(others):
-        raise ValueError(f"cannot add {extra} extra classes: only {len(others)} classes are left")
-    return columns + random.Random(seed).sample(others, extra)
+    images: Tensor
+    columns: list[int]
+    differences: Tensor
+    method: str
 
 
 def minmax_per_cell(diff: Tensor) -> np.ndarray:
@@ -52,48 +40,14 @@ def minmax_per_cell(diff: Tensor) -> np.ndarray:
     return scaled.movedim(-3, -1).cpu().numpy()
 
 
-@dataclass
-class Grid:
-    """Ascent differences ``(rows, cols, C, H, W)`` towards ``columns`` for ``images``."""
-
-    images: Tensor
-    columns: list[int]
-    differences: Tensor
-    method: str
-    target_logits: Tensor = field(default_factory=lambda: torch.empty(0))
-
-
-def compute_grid(model: Callable[[Tensor], Tensor], images: Tensor, columns: Sequence[int],
-                 method: str = "pullback", progress: bool = True, **ascent_kwargs) -> Grid:
-    """Run the ascent of every image towards every column class (one batch per column).
-
-    ``ascent_kwargs`` go to :class:`PullbackAscent` (or :class:`GradientAscent` for
-    ``method="gradient"``, which ignores the temperature settings).
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "gradient":
-        ascent_kwargs = {k: v for k, v in ascent_kwargs.items()
-                         if k in ("steps", "alpha", "eps", "clip", "bounds")}
-        explainer: PullbackAscent = GradientAscent(model, **ascent_kwargs)
-    else:
-        explainer = PullbackAscent(model, **ascent_kwargs)
-    diffs, logits = [], []
-    for c in tqdm(columns, desc=f"{method} ascent", disable=not progress, leave=False):
-        result = explainer.ascend(images, target=int(c))
-        diffs.append(result.difference)
-        logits.append(result.target_logits)
-    return Grid(images, [int(c) for c in columns], torch.stack(diffs, 1), method,
-                torch.stack(logits, -1))
-
-
 def _show_image(ax, image: Tensor, bounds: tuple[float, float]) -> None:
     lo, hi = bounds
     arr = ((image.detach().float() - lo) / (hi - lo)).clamp(0, 1).movedim(0, -1).cpu().numpy()
     ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1)
 
 
-def plot_grids(grids: Sequence[Grid], path: str | Path, class_names: Optional[Sequence[str]] = None,
+def plot_grids(grids: Sequence[GridLike], path: str | Path,
+               class_names: Optional[Sequence[str]] = None,
                labels: Optional[Sequence[int]] = None, bounds: tuple[float, float] = (-1.0, 1.0),
                title: str = "") -> Path:
     """Draw one or more grids side by side (same images and columns), each with an input column.
@@ -139,36 +93,3 @@ def plot_grids(grids: Sequence[Grid], path: str | Path, class_names: Optional[Se
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
-
-
-def explanation_figure(model: Callable[[Tensor], Tensor], images: Tensor, labels: Sequence[int],
-                       path: str | Path, num_classes: int, method: str = "both",
-                       columns: Optional[Sequence[int]] = None, extra: int = 1, seed: int = 0,
-                       class_names: Optional[Sequence[str]] = None, progress: bool = True,
-                       **ascent_kwargs) -> tuple[Path, list[Grid]]:
-    """The paper's figure for ``images`` (rows) and their ``labels``: pullback ascent, gradient
-    ascent, or ``"both"`` side by side. Returns the PNG path and the grids.
-
-    Example
-    -------
-    >>> import torch, tempfile
-    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
-    >>> p, grids = explanation_figure(net, torch.zeros(2, 3, 2, 2), [0, 1],
-    ...                               tempfile.mktemp(suffix=".png"), num_classes=3, steps=1,
-    ...                               progress=False)
-    >>> grids[0].differences.shape
-    torch.Size([2, 3, 3, 2, 2])
-    """
-    methods = METHODS if method == "both" else (method,)
-    if any(m not in METHODS for m in methods):
-        raise ValueError(f"method must be 'pullback', 'gradient' or 'both', got {method!r}")
-    if len(labels) != images.shape[0]:
-        raise ValueError(f"got {len(labels)} labels for {images.shape[0]} images")
-    columns = list(columns) if columns is not None else grid_columns(labels, num_classes, extra,
-                                                                      seed)
-    grids = [compute_grid(model, images, columns, m, progress, **ascent_kwargs) for m in methods]
-    bounds = ascent_kwargs.get("bounds") or (-1.0, 1.0)
-    steps, alpha = ascent_kwargs.get("steps", 5), ascent_kwargs.get("alpha", 20.0)
-    title = (f"Ascent towards each column's class (K={steps}, α={alpha}, "
-             f"ε={ascent_kwargs.get('eps')}); cell = perturbed − clean, min–max per cell")
-    return plot_grids(grids, path, class_names, labels, bounds, title), grids
