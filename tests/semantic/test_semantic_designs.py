@@ -299,3 +299,30 @@ def test_every_named_arch_builds_runs_and_inspects(arch, tmp_path):
         paths = inspect_model(model, tmp_path, x, torch.tensor([0, 1, 2]), n_samples=3)
         assert {p.name for p in paths} >= {"processing_steps.png", "logical_weights.png",
                                            "affine_features.png", "affine_poses.png"}
+
+
+def test_model_files_of_every_design_load_back_and_bad_sizes_are_refused(tmp_path):
+    """Model files carry the design's keywords; the registry's allow-list takes each of them
+    (values and outputs equal after the round trip) and refuses out-of-range ones."""
+    from whiteboxdl.models.checkpoint import load_model, save_model
+    from whiteboxdl.semantic.network import ARCHS, BUILDER
+
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for arch in ARCHS:
+        kwargs = {"digits": list(range(10)), "arch": arch, "features_per_class": 2}
+        model = semantic_mnist(**kwargs).eval()
+        save_model(tmp_path / f"{arch}.pt", model, BUILDER, kwargs)
+        loaded = load_model(tmp_path / f"{arch}.pt")
+        with torch.no_grad():
+            assert torch.equal(loaded(x), model(x)), arch
+    model = semantic_mnist(range(10))
+    for bad in ({"threshold_margin": 0.6}, {"features_per_class": 10_000}, {"arch": "huge"},
+                {"logical": "nonsense"}):
+        kwargs = {"digits": list(range(10)), **bad}
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            save_model(tmp_path / "bad.pt", model, BUILDER, kwargs)
+        # a file written by hand (not through save_model) is refused when read
+        torch.save({"builder": BUILDER, "kwargs": kwargs, "state_dict": model.state_dict()},
+                   tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            load_model(tmp_path / "bad.pt")
