@@ -23,6 +23,8 @@ def test_quick_demo_end_to_end(tmp_path, needs_mnist, capsys):
     assert "semantic network: clean accuracy" in measures
     assert "semantic network: apgd-ce accuracy (ε=0.3)" in measures
     assert any(m.startswith("CNN baseline") for m in measures)
+    assert "ten-digit semantic network: clean accuracy (10,000 test images)" in measures
+    assert "ten-digit semantic network: apgd-ce accuracy (ε=0.3, first 50 test images)" in measures
     for _, ours, _ in summary["rows"]:
         assert re.fullmatch(r"\d{1,3}\.\d\d%", ours)
     report = (out / "report.html").read_text()

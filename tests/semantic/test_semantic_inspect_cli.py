@@ -97,3 +97,49 @@ def test_cli_pose_convention_choices_are_the_samplers():
         ._group_actions[0].choices["train"]
     option = next(a for a in train._actions if "--pose-convention" in a.option_strings)
     assert tuple(option.choices) == POSE_CONVENTIONS and option.default == POSE_CONVENTIONS[0]
+
+
+@pytest.mark.usefixtures("needs_mnist")
+def test_cli_trains_a_tiny_ten_digit_model_with_a_named_arch_on_a_validation_split(tmp_path):
+    out = tmp_path / "ten"
+    assert main(["semantic", "train", "--digits", *map(str, range(10)), "--arch", "margin",
+                 "--affine-poses", "4", "--noise-kind", "sign", "--noise-mean", "0",
+                 "--noise-std", "0.3", "--epochs", "1", "--batch-size", "50", "--limit", "200",
+                 "--validation", "300", "--adv-check", "20", "--threads", "1",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    first = summary["history"][0]
+    assert {"val_acc", "val_loss", "val_apgd10_acc"} <= set(first)
+    assert not any(k.startswith("test_") for k in first), "the test set must not be read"
+    assert summary["builder_kwargs"]["arch"] == "margin"
+    assert summary["builder_kwargs"]["affine_poses"] == 4
+    model = load_model(out / "model.pt")
+    assert model.n_classes == 10 and model.class_names == tuple(map(str, range(10)))
+    assert model.two_step.margin == 0.15 and 0.35 <= model.two_step.t[0] <= 0.49
+    assert model.affine.n_poses == 4
+    figures = tmp_path / "fig"
+    assert main(["semantic", "inspect", str(out / "model.pt"), "--out", str(figures),
+                 "--samples", "2"]) == 0
+    assert (figures / "processing_steps.png").is_file()
+
+
+def test_cli_design_choices_are_the_builder_s():
+    import argparse
+
+    from whiteboxdl.semantic import cli
+    from whiteboxdl.semantic.layers import CONV_CHANNELS
+    from whiteboxdl.semantic.network import ARCHS, LOGICAL, SIZE_BOUNDS
+    from whiteboxdl.semantic.train import NOISE_KINDS
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    train = parser._subparsers._group_actions[0].choices["semantic"]._subparsers \
+        ._group_actions[0].choices["train"]
+    options = {a.dest: a for a in train._actions}
+    assert list(options["arch"].choices) == list(ARCHS)
+    assert tuple(options["conv_channels"].choices) == CONV_CHANNELS
+    assert tuple(options["logical"].choices) == LOGICAL
+    assert tuple(options["noise_kind"].choices) == NOISE_KINDS
+    sizes = {flag[2:].replace("-", "_"): kind for flag, kind, *_ in cli.SIZE_OPTIONS}
+    assert set(sizes) | {"conv_channels", "logical"} == set(SIZE_BOUNDS)
+    assert all(SIZE_BOUNDS[name][0] is kind for name, kind in sizes.items())

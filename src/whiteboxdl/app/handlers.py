@@ -345,8 +345,12 @@ def whitebox_view(model: nn.Module, x: torch.Tensor) -> WhiteboxView:
     steps = [(colour_map(out["input"][0, 0], signed=False), "input"),
              (colour_map(out["two_step"][0, 0], signed=True), "two-step layer")]
     if model.conv is not None:
-        steps.append((colour_map(out["conv"][0, 0], signed=True), "conv semantic layer"))
-    poses = [(colour_map(out["class_pose_image"][0, j], signed=True),
+        conv = out["conv"][0].amax(dim=0)  # max over the conv channels (1 for the paper's)
+        steps.append((colour_map(conv, signed=True), "conv semantic layer"))
+    pose_images = out["class_pose_image"][0]
+    if pose_images.dim() == 4:  # (k, C, H, W): channels summed
+        pose_images = pose_images.sum(dim=1)
+    poses = [(colour_map(pose_images[j], signed=True),
               f"{name}: match {float(out['class_match'][0, j]):.3f} "
               f"(feature {int(out['class_feature'][0, j])})")
              for j, name in enumerate(names)]

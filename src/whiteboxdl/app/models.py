@@ -85,10 +85,10 @@ class ModelSpec:
         return class_choices(self.classes)
 
 
-def _load_semantic() -> nn.Module:
+def _load_semantic(digits: tuple[int, ...] = (3, 5)) -> nn.Module:
     from whiteboxdl.semantic import get_semantic_model
 
-    return get_semantic_model()
+    return get_semantic_model(digits)
 
 
 @dataclass
@@ -102,6 +102,8 @@ class ModelRegistry:
     specs: tuple[ModelSpec, ...] = field(default_factory=lambda: tuple(
         ModelSpec.of(key) for key in APP_MODELS))
     random_weights: bool = False
+    #: digits of the white-box tab's semantic network (``get_semantic_model(semantic_digits)``)
+    semantic_digits: tuple[int, ...] = (3, 5)
     loaders: dict[str, Callable[[], nn.Module]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,10 +156,12 @@ class ModelRegistry:
         return self._load_once(spec.key, self.loaders[spec.key])
 
     def semantic(self) -> nn.Module:
-        """The white-box semantic network (3 vs 5 by default), trained on first use, loaded once."""
+        """The white-box semantic network of ``semantic_digits`` (3 vs 5 by default), trained on
+        first use, loaded once."""
         if SEMANTIC_KEY in self._models:
             return self._models[SEMANTIC_KEY]
-        loader = self.loaders.get(SEMANTIC_KEY, _load_semantic)
+        digits = tuple(int(d) for d in self.semantic_digits)
+        loader = self.loaders.get(SEMANTIC_KEY, lambda: _load_semantic(digits))
         return self._load_once(SEMANTIC_KEY, loader)
 
     def _load_once(self, key: str, loader: Callable[[], nn.Module]) -> nn.Module:

@@ -218,13 +218,17 @@ def _view_outputs(view: handlers.WhiteboxView, note: str | None = None) -> list[
 
 def whitebox_tab(registry: ModelRegistry) -> None:
     """The 'White-box network' tab: the semantic network's processing of one digit, and APGD-CE."""
-    gr.Markdown("The semantic-feature network (MNIST 3 vs 5) is interpretable by inspection: "
-                "each layer's output and the pose of each class's best-matching feature are "
-                "shown (maps: blue < 0 < red, symmetric scale). It is trained on first use "
-                "(about a minute) and cached.")
+    digits = [str(int(d)) for d in registry.semantic_digits]
+    ten = len(digits) == 10
+    gr.Markdown(f"The semantic-feature network (MNIST {'all ten digits' if ten else ' vs '.join(digits)}) "
+                "is interpretable by inspection: each layer's output and the pose of each "
+                "class's best-matching feature are shown (maps: blue < 0 < red, symmetric "
+                "scale). It is trained on first use "
+                f"({'about 8 CPU minutes' if ten else 'about a minute'}) and cached.")
     with gr.Row():
         with gr.Column(scale=1):
-            sketch = gr.Sketchpad(label="Draw a digit (3 or 5)", type="numpy", height=300,
+            sketch = gr.Sketchpad(label=f"Draw a digit ({'0-9' if ten else ' or '.join(digits)})",
+                                  type="numpy", height=300,
                                   canvas_size=(280, 280), elem_id="wb-sketch",
                                   brush=gr.Brush(default_size=14, colors=["#000000"],
                                                  color_mode="fixed"))

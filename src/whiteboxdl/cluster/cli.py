@@ -37,8 +37,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser, gpus: str = "auto") -> No
 
 
 def ray_options(args: argparse.Namespace) -> Optional[RayOptions]:
-    """The :class:`RayOptions` of the parsed flags, or ``None`` without ``--ray``
-    (``ValueError`` for bad values, :class:`MissingExtraError` when Ray is not installed)."""
+    """The :class:`RayOptions` of the parsed flags, or ``None`` without ``--ray`` (``ValueError``
+    for bad values, :class:`~whiteboxdl.cluster.session.MissingExtraError` when Ray is not
+    installed)."""
     if getattr(args, "ray", None) is None:
         return None
     require_ray()

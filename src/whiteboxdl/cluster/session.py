@@ -37,7 +37,7 @@ class ClusterError(ConnectionError):
 
 
 def parse_address(text: Optional[str]) -> Optional[str]:
-    """A ``--ray`` value as the address :func:`ray.init` takes; ``None`` for a local instance.
+    """A ``--ray`` value as the address ``ray.init`` takes; ``None`` for a local instance.
 
     ``auto`` (the cluster this machine belongs to, as ``ray start`` set it up), ``ray://HOST:PORT``
     (Ray client, e.g. port 10001 of the head node), ``HOST:PORT`` (the head node's GCS address,

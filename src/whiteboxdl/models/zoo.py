@@ -39,6 +39,7 @@ from whiteboxdl.models.registry import (BuilderSpec, InputContract, ModelFamily,
 
 WeightsSpec: TypeAlias = Union[str, Path, WeightsEnum, None]
 
+#: The builder that model files of torchvision classifiers name (:func:`build_classifier`).
 BUILDER = "whiteboxdl.models.zoo:build_classifier"
 
 

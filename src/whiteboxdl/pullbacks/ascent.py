@@ -55,7 +55,8 @@ class PullbackAscent(Attribution):
     Parameters
     ----------
     model : classifier mapping (N, ...) inputs to (N, classes) logits, in eval mode.
-    steps : number of steps K (>= 1). alpha : L2 length of each step (> 0).
+    steps : number of steps K (>= 1).
+    alpha : L2 length of each step (> 0).
     eps : radius of the L2 ball around x0 that x - x0 is projected onto, or None.
     clip : ``"every"`` step, only the ``"last"``, or ``None`` (never) clamp to ``bounds``.
     bounds : (low, high) input range (the paper's images live in [-1, 1]).

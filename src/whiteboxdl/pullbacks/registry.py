@@ -5,9 +5,9 @@ A :class:`Rule` names the ops it intercepts (every spelling: ``F.relu``, ``torch
 :func:`~whiteboxdl.pullbacks.excitation_pullbacks`, its options (a temperature and its default),
 whether its inputs may come from the BatchNorm recompute route, and a small example with an
 analytic reference that the test suite runs for every registered rule. The context's dispatch,
-:data:`ALL_RULES`, the settings' keywords, the CLI's and the app's options and the stability
-tracker's op table are all read from here. Registering a rule from outside the package is one call
-to :func:`register_rule` (see :func:`elementwise_rule` for the usual case).
+:data:`~whiteboxdl.pullbacks.ALL_RULES`, the settings' keywords, the CLI's and the app's options
+and the stability tracker's op table are all read from here. Registering a rule from outside the
+package is one call to :func:`register_rule` (see :func:`elementwise_rule` for the usual case).
 
 Ops that are known nonlinearities but have no active rule warn once per context (a vanilla
 gradient must never pass for a pullback); :data:`KNOWN_NONLINEARITIES` lists those without any rule.
@@ -118,8 +118,9 @@ class Rule:
     ----------
     name : the name users put in ``rules=`` (``"relu"``).
     ops : every callable the rule intercepts (all spellings of the op).
-    handler : ``handler(mode, func, args, kwargs)``; see :class:`~whiteboxdl.pullbacks.mode.
-        ExcitationPullbacks` for the helpers it can use (``mode.activation``, ``mode.settings``).
+    handler : ``handler(mode, func, args, kwargs)``; see
+        :class:`~whiteboxdl.pullbacks.mode.ExcitationPullbacks` for the helpers it can use
+        (``mode.activation``, ``mode.settings``).
     options : the rule's settings (a temperature, a variant), keywords of
         :class:`~whiteboxdl.pullbacks.settings.PullbackSettings`.
     recompute : its input is usually an eval-mode BatchNorm output or a residual sum of them:

@@ -15,24 +15,24 @@ between explainers, who meet the same perturbations anyway).
 Conventions follow Quantus unless the spec says otherwise: raw logits (no softmax), attributions
 not normalised (the correlations are scale-invariant), Monotonicity Correlation on ``|a|``.
 
-=========================== === ====================================================================
-metric                      dir what it measures
-=========================== === ====================================================================
-``infidelity``              ↓   Captum infidelity with optimal scaling β; one random noise patch per
-                                perturbation (spec: 112 and 56 px on 224 px, scaled: side/2, side/4)
-``infidelity_blocks``       ↓   the paper's code: Quantus's block grid, blocks replaced one after
-                                another (cumulative) by one uniform value each, optimal scaling β
-                                pooled over all perturbations
-``faithfulness_correlation`` ↑  Pearson(Σ a over a mask, f(x) − f(x with mask → baseline)); masks:
-                                the 4×4 patch grid (default) or Quantus's random feature subsets
-``faithfulness_estimate``   ↑   Pearson over steps of the ``features_in_step`` most relevant values
-``monotonicity_correlation`` ↑  Spearman(Σ|a| per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
-                                probability, steps in ascending order of |a|, uniform replacement
-``max_sensitivity``         ↓   max over ``nr_samples`` noise draws (radius 0.02·half-range) of
-                                ‖a(x+δ) − a(x)‖ / ‖a(x)‖
-``random_logit``            ↓   similarity of the explanation of the target and of a random other
-                                class: 1-D SSIM (Quantus's default) or Pearson (the paper)
-=========================== === ====================================================================
+==============================  ===  =====================================================================
+metric                          dir  what it measures
+==============================  ===  =====================================================================
+``infidelity``                  ↓    Captum infidelity with optimal scaling β; one random noise patch per
+                                     perturbation (spec: 112 and 56 px on 224 px, scaled: side/2, side/4)
+``infidelity_blocks``           ↓    the paper's code: Quantus's block grid, blocks replaced one after
+                                     another (cumulative) by one uniform value each, optimal scaling β
+                                     pooled over all perturbations
+``faithfulness_correlation``    ↑    Pearson(Σ a over a mask, f(x) − f(x with mask → baseline)); masks:
+                                     the 4×4 patch grid (default) or Quantus's random feature subsets
+``faithfulness_estimate``       ↑    Pearson over steps of the ``features_in_step`` most relevant values
+``monotonicity_correlation``    ↑    Spearman(Σ ``|a|`` per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
+                                     probability, steps in ascending order of ``|a|``, uniform replacement
+``max_sensitivity``             ↓    max over ``nr_samples`` noise draws (radius 0.02·half-range) of
+                                     ‖a(x+δ) − a(x)‖ / ‖a(x)‖
+``random_logit``                ↓    similarity of the explanation of the target and of a random other
+                                     class: 1-D SSIM (Quantus's default) or Pearson (the paper)
+==============================  ===  =====================================================================
 
 Baselines (values that removed features take) are a number or, as Quantus, ``"black"`` = each
 image's minimum (see :func:`whiteboxdl.quality.perturb.baseline_values`).

@@ -4,7 +4,8 @@ The evaluated images are cut into fixed batches; batch ``b`` belongs to shard ``
 random draw (metric perturbations, noise of stochastic explainers, Focus mosaics) is seeded from
 ``(seed, batch, explainer, metric)``, so any split over shards gives the same numbers as a single
 run. Each finished batch is written to ``RUN_DIR/batches/batch_XXXXX.npz`` at once (atomically);
-re-running the same command skips finished batches (resume). :func:`merge` collects the batch files.
+re-running the same command skips finished batches (resume).
+:func:`~whiteboxdl.quality.report.merge` collects the batch files.
 
 The run directory heals: ``config.json`` and every batch file are verified when read (zip
 checksums, the expected arrays and images, the fingerprint of the run's config that each batch

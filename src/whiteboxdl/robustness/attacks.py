@@ -341,6 +341,7 @@ def _own(fn: AttackFn) -> AttackFn:
     return run
 
 
+#: Every registered attack by name (``whiteboxdl robustness attacks`` lists them).
 ATTACKS: dict[str, AttackInfo] = {
     info.name: info for info in (
         AttackInfo("standard", _autoattack_runner(None), True, "white-box + black-box",

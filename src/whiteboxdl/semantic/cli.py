@@ -14,6 +14,26 @@ from pathlib import Path
 from whiteboxdl.paths import check_output_path
 
 
+#: = network.ARCHS (a test checks)
+ARCH_CHOICES = ["poc", "wide", "orientation", "kernels", "posed-logic", "capped", "margin",
+                "flat-margin"]
+#: (flag, type, metavar, help) of the numeric size overrides (= network.SIZE_BOUNDS' numbers)
+SIZE_OPTIONS = [
+    ("--features-per-class", int, "N", "affine features per class (poc: 4)"),
+    ("--affine-poses", int, "N", "learnable affine poses per feature (poc: 32)"),
+    ("--feature-size", int, "N", "side of the affine templates in pixels (poc: 20)"),
+    ("--translation-std", float, "PX", "std of the initial pose translations (poc: 1)"),
+    ("--conv-kernels", int, "N", "conv base kernels (poc: 2)"),
+    ("--orientations", int, "N", "orientation bins for --conv-channels orientation (4)"),
+    ("--logical-poses", int, "N", "poses per class for --logical poses (4)"),
+    ("--threshold-margin", float, "M", "two-step thresholds in [0.5-M, 0.49] and "
+                                       "[0.51, 0.5+M] (poc: 0.49)"),
+    ("--outer-scale-max", float, "S", "bound the two-step's outer scales (poc: 2, i.e. "
+                                      "the paper's clip; small: flat OFF/ON pieces)"),
+    ("--conv-cap", float, "C", "saturate the conv output as C*tanh(m/C) (poc: 0, off)"),
+]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     sem = subparsers.add_parser("semantic", help="train and inspect semantic-feature networks")
     sub = sem.add_subparsers(dest="semantic_command", metavar="ACTION", required=True)
@@ -35,6 +55,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--pose-convention", choices=["warp", "sample"], default="warp",
                        help="how affine poses act: move the feature (warp, the reference code's) "
                             "or say where each output pixel reads (sample, grid_sample's)")
+    # the design: a named architecture of semantic_mnist and optional size overrides (spelled
+    # out so --help needs no torch import; a test checks them against network.ARCHS/SIZE_BOUNDS)
+    design = train.add_argument_group("design (default: the paper's layer sizes)")
+    design.add_argument("--arch", choices=ARCH_CHOICES, default="poc",
+                        help="named design of semantic_mnist (poc: the paper's, 4 affine "
+                             "features per class)")
+    for flag, kind, meta, text in SIZE_OPTIONS:
+        design.add_argument(flag, type=kind, default=None, metavar=meta, help=text)
+    design.add_argument("--conv-channels", choices=["one", "kernel", "orientation"],
+                        default=None, help="pool the posed conv kernels into one channel, one "
+                                           "per kernel, or one per orientation bin")
+    design.add_argument("--logical", choices=["roll", "poses"], default=None,
+                        help="logical layer: the paper's rolls or learnable poses")
+    recipe = train.add_argument_group("recipe")
+    recipe.add_argument("--schedule", choices=["constant", "cosine", "onecycle"],
+                        default="constant", help="learning-rate schedule (default constant)")
+    recipe.add_argument("--noise-kind", choices=["gaussian", "sign", "uniform"],
+                        default="gaussian", help="noise augmentation shape (default gaussian)")
+    recipe.add_argument("--noise-p", type=float, default=0.7, help="noise probability per batch")
+    recipe.add_argument("--noise-mean", type=float, default=0.05)
+    recipe.add_argument("--noise-std", type=float, default=0.25)
+    train.add_argument("--validation", type=int, default=0, metavar="N",
+                       help="hold out the last N training images; per-epoch metrics on them, "
+                            "the test set is not read (for design decisions; 0: off)")
     train.add_argument("--limit", type=int, default=0, metavar="N",
                        help="train on the first N images only (quick runs; 0: all)")
     train.add_argument("--threads", type=int, default=0,
@@ -51,6 +95,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     insp.set_defaults(func=_inspect)
 
 
+def _design_kwargs(args: argparse.Namespace) -> dict:
+    """The semantic_mnist keyword arguments the flags give (``arch`` plus explicit sizes)."""
+    kwargs: dict = {} if args.arch == "poc" else {"arch": args.arch}
+    for flag, *_ in SIZE_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    for name in ("conv_channels", "logical"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    return kwargs
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -61,11 +118,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, seed=args.seed)
+                         weight_decay=args.weight_decay, seed=args.seed, schedule=args.schedule)
+    noise = {"p": args.noise_p, "mean": args.noise_mean, "std": args.noise_std,
+             "kind": args.noise_kind}
+    if noise == {"p": 0.7, "mean": 0.05, "std": 0.25, "kind": "gaussian"}:
+        noise = {}
     _, result = train_semantic(args.digits, config, two_step=not args.no_two_step,
                                conv=not args.no_conv, noise=not args.no_noise,
                                pose_convention=args.pose_convention, adv_check=args.adv_check,
-                               limit=args.limit, out_dir=args.out)
+                               model_kwargs=_design_kwargs(args), noise_kwargs=noise,
+                               limit=args.limit, validation=args.validation, out_dir=args.out)
     final = result.history[-1]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.endswith(("_acc", "_loss")))
     print(f"trained {args.digits} in {result.seconds:.0f} s: {shown}")

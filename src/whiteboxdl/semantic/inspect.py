@@ -98,21 +98,29 @@ def plot_affine_features(model: SemanticNetwork, path: str | Path) -> Path:
     """The affine base features (zero-padded), one row per class block, shared scale."""
     feats = model.affine.padded_features().detach()
     k, blk = model.n_classes, model.logical.block_size
-    vmax = _symmetric(feats)
-    fig, axes = new_figure(k, blk, size=(blk * 1.9, k * 1.8 + 0.6), layout="constrained")
+    channels = model.affine.in_channels
+    if channels > 1:  # the channels of a feature side by side
+        feats = torch.stack([_mosaic(f, channels) for f in feats])
+    vmax = _symmetric(feats.nan_to_num())
+    fig, axes = new_figure(k, blk, size=(blk * 1.9 * (1 + 0.8 * (channels - 1)), k * 1.8 + 0.6),
+                           layout="constrained")
     for f in range(k * blk):
         ax = axes[f // blk, f % blk]
-        im = ax.imshow(feats[f].numpy(), cmap="bwr", vmin=-vmax, vmax=vmax)
+        im = ax.imshow(feats[f].numpy(), cmap=_GAPPED_BWR, vmin=-vmax, vmax=vmax)
         ax.set_title(f"feature {f} (class {model.class_names[f // blk]})", fontsize=8)
         _blank(ax)
-    fig.suptitle("Affine semantic layer: base features")
+    fig.suptitle("Affine semantic layer: base features" +
+                 (f" ({channels} input channels side by side)" if channels > 1 else ""))
     fig.colorbar(im, ax=axes, shrink=0.6)
     return save_figure(fig, path)
 
 
 def plot_affine_poses(model: SemanticNetwork, path: str | Path, per_line: int = 16) -> Path:
     """All poses of all affine features (each feature: lines of ``per_line`` poses), one scale."""
-    posed = model.affine.posed_features().detach()  # (F, P, H, W)
+    posed = model.affine.posed_features().detach()  # (F, P, [C,] H, W)
+    channels = model.affine.in_channels
+    if channels > 1:
+        posed = posed.sum(dim=2)
     f, p, h, w = posed.shape
     lines = -(-p // per_line)
     padded = torch.zeros(f, lines * per_line, h, w)
@@ -132,14 +140,22 @@ def plot_affine_poses(model: SemanticNetwork, path: str | Path, per_line: int = 
         ax.axhline(i * h - 0.5, color="k", lw=1.2 if i % lines == 0 else 0.2)
     for i in range(1, per_line):
         ax.axvline(i * w - 0.5, color="k", lw=0.2)
-    ax.set_title(f"Affine semantic layer: all {f} x {p} learned poses (unit L2 norm)")
+    ax.set_title(f"Affine semantic layer: all {f} x {p} learned poses (unit L2 norm"
+                 + (f"; sum of the {channels} channels)" if channels > 1 else ")"))
     fig.colorbar(im, ax=ax, shrink=0.5)
     return save_figure(fig, path)
 
 
 def plot_logical_weights(model: SemanticNetwork, path: str | Path) -> Path:
-    """The logical layer's (own-block top-1 masked) weights as an annotated heat map."""
-    w = model.logical.masked_weight().detach()
+    """The logical layer's weights as an annotated heat map: the paper's layer with each own
+    block top-1 masked, or every learnable pose of :class:`PosedLogical` (one row each)."""
+    posed = not hasattr(model.logical, "masked_weight")
+    if posed:
+        w = model.logical.weight.detach()
+        r = w.shape[1]
+        w = w.reshape(-1, w.shape[2])
+    else:
+        w = model.logical.masked_weight().detach()
     k, n = w.shape
     vmax = _symmetric(w)
     fig, ax = new_figure(size=(max(7, n * 0.45), k * 0.55 + 1.6), layout="constrained")
@@ -151,10 +167,17 @@ def plot_logical_weights(model: SemanticNetwork, path: str | Path) -> Path:
     blk = model.logical.block_size
     for j in range(1, k):
         ax.axvline(j * blk - 0.5, color="k", lw=0.8)
-    ax.set_yticks(range(k), [f"class {c}" for c in model.class_names])
+    if posed:
+        ax.set_yticks(range(k), [f"class {c} pose {p}" for c in model.class_names
+                                 for p in range(r)], fontsize=6)
+        for i in range(1, model.n_classes):
+            ax.axhline(i * r - 0.5, color="k", lw=0.8)
+    else:
+        ax.set_yticks(range(k), [f"class {c}" for c in model.class_names])
     ax.set_xticks(range(n), [f"f{j}" for j in range(n)], fontsize=7)
     ax.set_xlabel("affine feature (blocks of the classes in order)")
-    ax.set_title("Logical weights (own block: top-1 entry kept, rolled over the block)")
+    ax.set_title("Logical weights (learnable poses: logit = max over a class's rows)" if posed
+                 else "Logical weights (own block: top-1 entry kept, rolled over the block)")
     fig.colorbar(im, ax=ax, shrink=0.8)
     return save_figure(fig, path)
 
@@ -166,14 +189,15 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, axes = new_figure(1, 2, size=(10, 3.8))
     ax_loss, ax_acc = axes[0]
-    for key, style in (("train_loss", "-"), ("test_loss", "--")):
+    for key, style in (("train_loss", "-"), ("test_loss", "--"), ("val_loss", "--")):
         if key in history[0]:
             ax_loss.plot(epochs, [h[key] for h in history], style, marker="o", ms=3, label=key)
     acc_keys = [k for k in history[0] if k.endswith("_acc")]
     for key in acc_keys:
         ax_acc.plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (apgd*: robust on a fixed subset)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy",
+               title="Accuracy (apgd*: robust on a fixed subset; val_*: validation split)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -200,8 +224,15 @@ def plot_processing_steps(model: SemanticNetwork, x: torch.Tensor, path: str | P
     n_shown = min(k, 3)
     cols = 3 + n_shown
     fig, axes = new_figure(n, cols, size=(cols * 2.2, n * 2.35), layout="constrained")
-    conv_max = float(steps["conv"].max().clamp_min(1e-8))
-    pose_max = _symmetric(steps["class_pose_image"])
+    conv = steps["conv"].amax(dim=1)  # (B, H, W): max over the conv channels
+    pose_images = steps["class_pose_image"]
+    if pose_images.dim() == 5:  # (B, k, C, H, W): channels summed for the overlay
+        pose_images = pose_images.sum(dim=2)
+    conv_max = float(conv.max().clamp_min(1e-8))
+    pose_max = _symmetric(pose_images)
+    n_posed = model.conv.kernels.shape[0] * model.conv.n_poses if model.conv is not None else 0
+    conv_title = (f"conv (max over {n_posed} poses)" if steps["conv"].shape[1] == 1
+                  else f"conv (max over {steps['conv'].shape[1]} channels)")
     names = model.class_names
     for i in range(n):
         probs = steps["probs"][i]
@@ -215,12 +246,13 @@ def plot_processing_steps(model: SemanticNetwork, x: torch.Tensor, path: str | P
                          color="k" if true is None or pred == true else "r")
         row[1].imshow(steps["two_step"][i, 0].numpy(), cmap="bwr", vmin=-1, vmax=1)
         row[1].set_title("two-step", fontsize=8)
-        row[2].imshow(steps["conv"][i, 0].numpy(), cmap="gray", vmin=0, vmax=conv_max)
-        row[2].set_title("conv (max over 64 poses)", fontsize=8)
+        row[2].imshow(conv[i].numpy(), cmap="gray", vmin=0, vmax=conv_max)
+        row[2].set_title(conv_title if model.conv is not None else "input (no conv layer)",
+                         fontsize=8)
         for c, j in enumerate(_shown_classes(probs, true, k)[:n_shown]):
             ax = row[3 + c]
-            ax.imshow(steps["conv"][i, 0].numpy(), cmap="gray", vmin=0, vmax=conv_max)
-            pose = steps["class_pose_image"][i, j].numpy()
+            ax.imshow(conv[i].numpy(), cmap="gray", vmin=0, vmax=conv_max)
+            pose = pose_images[i, j].numpy()
             ax.imshow(np.ma.masked_where(np.abs(pose) < 0.1 * pose_max, pose), cmap="bwr",
                       vmin=-pose_max, vmax=pose_max, alpha=0.6)
             f = int(steps["class_feature"][i, j])

@@ -100,13 +100,21 @@ class TwoStep(nn.Module):
     """
 
     def __init__(self, a: tuple[float, float] = (0.5, 0.5), t: tuple[float, float] = (0.25, 0.75),
-                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1)):
+                 scales: tuple[float, ...] = (0.1, 0.1, 0.1, 0.1), margin: float = 0.49,
+                 outer_scale_max: float = 2.0):
         super().__init__()
         if len(a) != 2 or len(t) != 2 or len(scales) != 4:
             raise ValueError(f"need 2 heights a, 2 thresholds t and 4 scales, got {a}, {t}, {scales}")
+        if not 0.01 <= margin <= 0.49:
+            raise ValueError(f"threshold margin must be in [0.01, 0.49], got {margin}")
+        if not 0.001 <= outer_scale_max <= 2.0:
+            raise ValueError(f"outer_scale_max must be in [0.001, 2], got {outer_scale_max}")
+        self.margin, self.outer_scale_max = float(margin), float(outer_scale_max)
         self.a = nn.Parameter(torch.tensor(a, dtype=torch.float32))
         self.t = nn.Parameter(torch.tensor(t, dtype=torch.float32))
+        self._clip_thresholds()
         self.scales = nn.Parameter(torch.tensor(scales, dtype=torch.float32))
+        self._clip_outer()
 
     def piece_coefficients(self) -> tuple[torch.Tensor, ...]:
         """Per-piece ``(T, s, alpha, beta)`` (4 entries each): ``out = alpha * z + beta``."""
@@ -126,58 +134,80 @@ class TwoStep(nn.Module):
         return _PiecewiseSoftsign.apply(2 * x - 1, *self.piece_coefficients())
 
     @torch.no_grad()
+    def _clip_outer(self) -> None:
+        self.scales[0].clamp_(max=self.outer_scale_max)
+        self.scales[3].clamp_(max=self.outer_scale_max)
+
+    @torch.no_grad()
+    def _clip_thresholds(self) -> None:
+        self.t[0].clamp_(0.5 - self.margin, 0.49)
+        self.t[1].clamp_(0.51, 0.5 + self.margin)
+
+    @torch.no_grad()
     def regularize_(self) -> None:
-        """Clip: a in [0.01,0.99], t0 in [0.01,0.49], t1 in [0.51,0.99], scales in [0.001,2]."""
+        """Clip: a in [0.01,0.99], t0 in [0.5-margin,0.49], t1 in [0.51,0.5+margin], scales in
+        [0.001,2] (the paper's ranges with the default ``margin`` 0.49; a smaller margin keeps
+        both thresholds near 0.5, so fewer pixels lie within eps of one; the initial thresholds
+        are clipped the same way); the outer scales also to at most ``outer_scale_max`` (default
+        2: no extra bound; a small one keeps the OFF and ON pieces flat)."""
         self.a.clamp_(0.01, 0.99)
-        self.t[0].clamp_(0.01, 0.49)
-        self.t[1].clamp_(0.51, 0.99)
+        self._clip_thresholds()
         self.scales.clamp_(0.001, 2.0)
+        self._clip_outer()
 
 
 class _ConvMax(torch.autograd.Function):
-    """``max`` over output channels of ``conv2d(x, weight, padding=size//2)``, with a sparse backward.
+    """Max over groups of output channels of ``conv2d(x, weight, padding=size//2)``, sparse backward.
 
-    Forward: patches, matrix product and ``amax`` in cache-sized chunks of images (the winning
-    index is only computed when asked for). Backward: only positions with a non-zero incoming
-    gradient (the layer's ReLU zeroes most of them) are visited; their winning kernels are
-    recomputed from their patches, and both gradients are one ``index_add_`` each, instead of the
-    two full convolutions autograd would run.
+    ``weight`` holds ``K`` kernels in ``groups`` contiguous groups of ``K / groups``; output
+    channel ``g`` is the max over group ``g``. Forward: patches, matrix product and ``amax`` in
+    cache-sized chunks of images (the winning index is only computed when asked for). Backward:
+    only positions with a non-zero incoming gradient in some channel (the layer's ReLU zeroes most
+    of them) are visited; their winning kernels are recomputed from their patches, and both
+    gradients are one ``index_add_`` each, instead of the two full convolutions autograd would run.
     """
 
     ROWS = 4096  # patch rows per matrix product (the scores stay in cache)
 
     @staticmethod
-    def forward(ctx, x, weight, with_index):
+    def forward(ctx, x, weight, with_index, groups):
         k, c, s, _ = weight.shape
         b, _, h, w = x.shape
         pad = s // 2
         xp = F.pad(x, (pad, pad, pad, pad))
         wt = weight.reshape(k, -1).t()
-        value = torch.empty(b * h * w, dtype=x.dtype, device=x.device)
-        index = torch.empty(b * h * w if with_index else 0, dtype=torch.long, device=x.device)
+        value = torch.empty(b * h * w, groups, dtype=x.dtype, device=x.device)
+        index = torch.empty((b * h * w, groups) if with_index else (0,), dtype=torch.long,
+                            device=x.device)
         step = max(1, _ConvMax.ROWS // (h * w))
         for i in range(0, b, step):
             view = xp[i:i + step].unfold(2, s, 1).unfold(3, s, 1)  # (n, c, h, w, s, s)
             cols = view.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * s * s)
             rows = slice(i * h * w, i * h * w + cols.shape[0])
+            scores = (cols @ wt).view(-1, groups, k // groups)
             if with_index:
-                torch.max(cols @ wt, dim=1, out=(value[rows], index[rows]))
+                torch.max(scores, dim=2, out=(value[rows], index[rows]))
             else:
-                torch.amax(cols @ wt, dim=1, out=value[rows])
+                torch.amax(scores, dim=2, out=value[rows])
         ctx.save_for_backward(xp, weight)
-        ctx.shape = (b, c, h, w)
+        ctx.shape, ctx.groups = (b, c, h, w), groups
         ctx.mark_non_differentiable(index)
-        return value.view(b, 1, h, w), index.view(b, h, w) if with_index else index
+        out = value.view(b, h, w, groups).permute(0, 3, 1, 2)
+        if with_index:  # global kernel index of the winner
+            index = index + torch.arange(groups, device=x.device) * (k // groups)
+            index = index.view(b, h, w, groups).permute(0, 3, 1, 2)
+        return out, index
 
     @staticmethod
     def backward(ctx, grad_value, _grad_index):
         xp, weight = ctx.saved_tensors
         b, c, h, w = ctx.shape
+        groups = ctx.groups
         k, _, s, _ = weight.shape
         hp, wp = xp.shape[-2:]
-        g = grad_value.reshape(-1)
-        active = g.nonzero().squeeze(1)
-        g_a = g.index_select(0, active).unsqueeze(1)
+        g = grad_value.permute(0, 2, 3, 1).reshape(-1, groups)  # (positions, groups)
+        active = g.ne(0).any(dim=1).nonzero().squeeze(1)
+        g_a = g.index_select(0, active)  # (A, groups)
         # flat index into xp of every patch element of every active position
         bi, rem = active // (h * w), active % (h * w)
         base = (bi * c * hp + rem // w) * wp + rem % w
@@ -186,39 +216,83 @@ class _ConvMax(torch.autograd.Function):
         targets = (base.unsqueeze(1) + offsets).reshape(-1)
         w2 = weight.reshape(k, -1)
         cols = xp.reshape(-1).index_select(0, targets).view(-1, c * s * s)  # (A, c*s*s)
-        index_a = (cols @ w2.t()).argmax(dim=1)
+        index_a = (cols @ w2.t()).view(-1, groups, k // groups).argmax(dim=2)
+        index_a = index_a + torch.arange(groups, device=xp.device) * (k // groups)  # (A, groups)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            chosen = w2.index_select(0, index_a) * g_a
+            if groups == 1:
+                chosen = w2.index_select(0, index_a.squeeze(1)) * g_a
+            else:
+                chosen = (w2[index_a] * g_a.unsqueeze(2)).sum(dim=1)
             grad_xp = torch.zeros(xp.numel(), dtype=xp.dtype, device=xp.device)
             grad_xp.index_add_(0, targets, chosen.reshape(-1))
             grad_x = grad_xp.view_as(xp)[..., s // 2:s // 2 + h, s // 2:s // 2 + w]
         if ctx.needs_input_grad[1]:
             grad_w = torch.zeros(k, c * s * s, dtype=weight.dtype, device=weight.device)
-            grad_w.index_add_(0, index_a, cols * g_a)
+            if groups == 1:
+                grad_w.index_add_(0, index_a.squeeze(1), cols * g_a)
+            else:
+                grad_w.index_add_(0, index_a.reshape(-1),
+                                  (cols.unsqueeze(1) * g_a.unsqueeze(2)).reshape(-1, c * s * s))
             grad_w = grad_w.view_as(weight)
-        return grad_x, grad_w, None
+        return grad_x, grad_w, None, None
 
 
-def conv_max(x: torch.Tensor, weight: torch.Tensor,
-             return_index: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``max_k conv2d(x, weight[k], padding="same")`` and the winning kernel index per pixel.
+def conv_max(x: torch.Tensor, weight: torch.Tensor, return_index: bool = True,
+             groups: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Max over channel groups of ``conv2d(x, weight, padding="same")`` and the winning kernels.
 
-    Equal to ``F.conv2d(x, weight, padding=size // 2).max(1)`` (odd square kernels), with a
-    cheaper backward pass; ``return_index=False`` skips the index (faster) and returns ``None``.
+    With ``groups=1`` equal to ``F.conv2d(x, weight, padding=size // 2).max(1, keepdim=True)``
+    (odd square kernels); with ``groups=G`` the ``K`` kernels form ``G`` contiguous groups of
+    ``K / G`` and output channel ``g`` is the max over group ``g``. The backward pass is cheaper
+    than autograd's. ``return_index=False`` skips the ``(B, G, H, W)`` index of the winning
+    kernel (faster) and returns ``None``.
 
     Example
     -------
     >>> v, i = conv_max(torch.rand(2, 1, 8, 8), torch.randn(6, 1, 3, 3))
     >>> v.shape, i.shape
-    (torch.Size([2, 1, 8, 8]), torch.Size([2, 8, 8]))
+    (torch.Size([2, 1, 8, 8]), torch.Size([2, 1, 8, 8]))
+    >>> conv_max(torch.rand(2, 1, 8, 8), torch.randn(6, 1, 3, 3), groups=3)[1].shape
+    torch.Size([2, 3, 8, 8])
     """
     if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
         raise ValueError(f"weight must be (K, C, s, s) with odd s, got {tuple(weight.shape)}")
     if x.dim() != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"x must be (B, {weight.shape[1]}, H, W), got {tuple(x.shape)}")
-    value, index = _ConvMax.apply(x, weight, bool(return_index))
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"groups must divide the {weight.shape[0]} kernels, got {groups}")
+    value, index = _ConvMax.apply(x, weight, bool(return_index), int(groups))
     return value, (index if return_index else None)
+
+
+#: How :class:`ConvSemantic` pools its posed kernels into output channels.
+CONV_CHANNELS = ("one", "kernel", "orientation")
+
+
+def orientation_groups(n_kernels: int, n_rotations: int, n_bins: int) -> torch.Tensor:
+    """Posed-kernel indices ``kernel * n_rotations + rotation`` grouped by stroke orientation.
+
+    Rotation ``r`` turns a kernel by ``r * 360 / n_rotations`` degrees; its orientation (the angle
+    modulo 180 degrees) falls in one of ``n_bins`` bins of width ``180 / n_bins`` centred on
+    ``0, 180 / n_bins, ...`` (an orientation on a bin edge goes to the upper bin). Returns
+    ``(n_bins, n_kernels * n_rotations / n_bins)``: row ``b`` lists every kernel in every
+    rotation of bin ``b`` (so a rotation and its 180-degree counterpart share a bin).
+
+    Example
+    -------
+    >>> orientation_groups(1, 8, 2).tolist()  # 0, 135, 180, 315 deg | 45, 90, 225, 270 deg
+    [[0, 3, 4, 7], [1, 2, 5, 6]]
+    """
+    if n_bins < 1 or n_rotations % (2 * n_bins):
+        raise ValueError(f"n_rotations ({n_rotations}) must be a multiple of 2 * orientation bins "
+                         f"({n_bins}) so that every bin gets as many rotations")
+    half = n_rotations // 2  # rotations r and r + half have the same orientation
+    # bin of rotation r: round(orientation / bin width) mod n_bins, with ties rounded up
+    width = half / n_bins  # rotations per bin and half-turn
+    bins = torch.floor((torch.arange(n_rotations) % half + width / 2) / width).long() % n_bins
+    flat = torch.arange(n_kernels * n_rotations).view(n_kernels, n_rotations)
+    return torch.stack([flat[:, bins == b].reshape(-1) for b in range(n_bins)])
 
 
 class ConvSemantic(nn.Module):
@@ -226,44 +300,84 @@ class ConvSemantic(nn.Module):
 
     ``n_kernels`` base kernels ``size x size`` (init: centre 1 + N(0, 0.1^2), L2-normalised), each
     in ``n_rotations`` fixed rotations (``k * 360/n_rotations`` degrees, bilinear, zero padding),
-    every posed kernel L2-normalised. Output: ``relu(max_{kernel,pose} (x * g) / divisor)``,
-    one channel, same spatial size.
+    every posed kernel L2-normalised. Output: ``m = relu(max (x * g) / divisor)`` over a group of
+    posed kernels ``g``, same spatial size (with ``cap > 0`` saturated smoothly as
+    ``cap * tanh(m / cap)``, so a clear stroke reads as "present" however well it matches);
+    ``channels`` (one of :data:`CONV_CHANNELS`) says which:
+
+    * ``"one"`` — all kernels in all rotations, 1 output channel (the paper's layer);
+    * ``"kernel"`` — each kernel in all its rotations, ``n_kernels`` channels;
+    * ``"orientation"`` — all kernels in the rotations of one of ``n_orientations`` orientation
+      bins (:func:`orientation_groups`), ``n_orientations`` channels.
 
     Example
     -------
     >>> layer = ConvSemantic()
     >>> layer.posed_kernels().shape
     torch.Size([2, 32, 5, 5])
+    >>> ConvSemantic(channels="orientation", n_orientations=4)(torch.rand(1, 1, 9, 9)).shape
+    torch.Size([1, 4, 9, 9])
     """
 
     def __init__(self, n_kernels: int = 2, size: int = 5, n_rotations: int = 32,
-                 divisor: float = 5.0, init_noise: float = 0.1):
+                 divisor: float = 5.0, init_noise: float = 0.1, channels: str = "one",
+                 n_orientations: int = 4, cap: float = 0.0):
         super().__init__()
-        if size % 2 == 0:
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0 (0: no saturation), got {cap}")
+        self.cap = float(cap)
+        if size % 2 == 0 or size < 1:
             raise ValueError(f"kernel size must be odd (same padding), got {size}")
+        if n_kernels < 1:
+            raise ValueError(f"n_kernels must be >= 1, got {n_kernels}")
+        if channels not in CONV_CHANNELS:
+            raise ValueError(f"unknown conv channels {channels!r}; choose one of "
+                             f"{list(CONV_CHANNELS)}")
         kernels = init_noise * torch.randn(n_kernels, size, size)
         kernels[:, size // 2, size // 2] += 1.0
         self.kernels = nn.Parameter(_unit_norm(kernels, 2))
         self.poses = RotationPoses(size, n_rotations)
         self.divisor = float(divisor)
+        self.channels = channels
+        if channels == "one":
+            groups = torch.arange(n_kernels * n_rotations).view(1, -1)
+        elif channels == "kernel":
+            groups = torch.arange(n_kernels * n_rotations).view(n_kernels, -1)
+        else:
+            groups = orientation_groups(n_kernels, n_rotations, n_orientations)
+        self.register_buffer("groups", groups, persistent=False)
 
     @property
     def n_poses(self) -> int:
         """Rotations per kernel."""
         return self.poses.n_poses
 
+    @property
+    def out_channels(self) -> int:
+        """Output channels (pose groups)."""
+        return self.groups.shape[0]
+
     def posed_kernels(self) -> torch.Tensor:
         """``(n_kernels, n_rotations, s, s)`` unit-norm rotated kernels."""
         return _unit_norm(self.poses(self.kernels), 2)
 
     def forward(self, x: torch.Tensor, return_pose: bool = False):
-        """``(B, 1, H, W)`` -> ``(B, 1, H, W)``; with ``return_pose`` also the ``(B, H, W)`` index
-        ``kernel * n_rotations + rotation`` of the best-matching posed kernel."""
+        """``(B, 1, H, W)`` -> ``(B, C, H, W)``; with ``return_pose`` also the index
+        ``kernel * n_rotations + rotation`` of the best-matching posed kernel, ``(B, H, W)`` for
+        one channel, else ``(B, C, H, W)``."""
         posed = self.posed_kernels()
         weight = posed.reshape(-1, 1, *posed.shape[-2:])
-        value, index = conv_max(x, weight, return_index=return_pose)
+        order = self.groups.reshape(-1)
+        if self.channels != "one":
+            weight = weight.index_select(0, order)
+        value, index = conv_max(x, weight, return_index=return_pose, groups=self.out_channels)
         out = F.relu(value / self.divisor)
-        return (out, index) if return_pose else out
+        if self.cap > 0:  # saturate: a clear stroke is "present", however well it matches
+            out = self.cap * torch.tanh(out / self.cap)
+        if not return_pose:
+            return out
+        index = order[index]
+        return out, (index[:, 0] if self.out_channels == 1 else index)
 
     @torch.no_grad()
     def regularize_(self) -> None:
@@ -274,29 +388,38 @@ class ConvSemantic(nn.Module):
 class AffineSemantic(nn.Module):
     """Affine semantic layer: base features matched in learnable affine poses.
 
-    ``n_features`` base features ``feature_size^2``, zero-padded to ``image_size^2`` (init
-    kaiming-uniform, L2-normalised), each with ``n_poses`` learnable 2x3 affine poses
+    ``n_features`` base features ``feature_size^2`` (``in_channels`` of them per feature if the
+    input has several channels), zero-padded to ``image_size^2`` (init kaiming-uniform,
+    L2-normalised), each with ``n_poses`` learnable 2x3 affine poses
     (:class:`~whiteboxdl.semantic.samplers.AffinePoses`, ``pose_convention`` "warp" or
-    "sample"). Each warped pose is L2-normalised; the output is ``relu(max_p <x, pose_p>)``,
-    shape ``(B, n_features)``.
+    "sample"; all channels of a feature move together). Each warped pose is L2-normalised (over
+    all its channels); the output is ``relu(max_p <x, pose_p>)``, shape ``(B, n_features)``.
 
     Example
     -------
     >>> layer = AffineSemantic(n_features=8)
     >>> layer.posed_features().shape
     torch.Size([8, 32, 28, 28])
+    >>> AffineSemantic(n_features=3, n_poses=4, in_channels=2).posed_features().shape
+    torch.Size([3, 4, 2, 28, 28])
     """
 
     def __init__(self, n_features: int = 8, n_poses: int = 32, feature_size: int = 20,
-                 image_size: int = 28, pose_convention: str = "warp"):
+                 image_size: int = 28, pose_convention: str = "warp", in_channels: int = 1,
+                 translation_std: float = 1.0):
         super().__init__()
         if not 0 < feature_size <= image_size:
             raise ValueError(f"need 0 < feature_size <= image_size, got {feature_size}, {image_size}")
-        features = torch.empty(n_features, feature_size * feature_size)
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.in_channels = int(in_channels)
+        shape = (n_features, feature_size, feature_size) if in_channels == 1 else \
+            (n_features, in_channels, feature_size, feature_size)
+        features = torch.empty(n_features, in_channels * feature_size * feature_size)
         nn.init.kaiming_uniform_(features, a=5 ** 0.5)
-        self.features = nn.Parameter(_unit_norm(features.view(n_features, feature_size,
-                                                               feature_size), 2))
-        self.poses = AffinePoses(n_features, n_poses, convention=pose_convention)
+        self.features = nn.Parameter(_unit_norm(features, 1).view(shape))
+        self.poses = AffinePoses(n_features, n_poses, convention=pose_convention,
+                                 translation_std=translation_std)
         self.image_size = int(image_size)
         lead = (image_size - feature_size) // 2
         self._pad = (lead, image_size - feature_size - lead) * 2
@@ -306,17 +429,25 @@ class AffineSemantic(nn.Module):
         """Poses per feature."""
         return self.poses.n_poses
 
+    @property
+    def _dims(self) -> int:
+        return 2 if self.in_channels == 1 else 3
+
     def padded_features(self) -> torch.Tensor:
-        """``(n_features, image_size, image_size)`` base features, zero-padded (centred)."""
+        """``(n_features, [in_channels,] image_size, image_size)`` base features, zero-padded
+        (centred; the channel axis only for ``in_channels > 1``)."""
         return F.pad(self.features, self._pad)
 
     def posed_features(self) -> torch.Tensor:
-        """``(n_features, n_poses, image_size, image_size)`` unit-norm warped features."""
-        return _unit_norm(self.poses(self.padded_features()), 2)
+        """``(n_features, n_poses, [in_channels,] image_size, image_size)`` unit-norm warped
+        features."""
+        return _unit_norm(self.poses(self.padded_features()), self._dims)
 
     def forward(self, x: torch.Tensor, return_pose: bool = False):
-        """``(B, 1, H, W)`` -> ``(B, n_features)``; with ``return_pose`` also the ``(B, n_features)``
-        index of the best pose."""
+        """``(B, in_channels, H, W)`` -> ``(B, n_features)``; with ``return_pose`` also the
+        ``(B, n_features)`` index of the best pose."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         posed = self.posed_features()
         f, p = posed.shape[:2]
         scores = x.reshape(x.shape[0], -1) @ posed.reshape(f * p, -1).t()
@@ -326,8 +457,8 @@ class AffineSemantic(nn.Module):
 
     @torch.no_grad()
     def regularize_(self) -> None:
-        """Renormalise the base features to unit L2 norm."""
-        self.features.copy_(_unit_norm(self.features, 2))
+        """Renormalise the base features to unit L2 norm (over all their channels)."""
+        self.features.copy_(_unit_norm(self.features, self._dims))
 
 
 class Logical(nn.Module):
@@ -376,5 +507,51 @@ class Logical(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.weight.shape[1]:
             raise ValueError(f"x must be (B, {self.weight.shape[1]}), got {tuple(x.shape)}")
         scores = torch.einsum("bi,jpi->bjp", x, self.posed_weights())
+        value, index = scores.max(dim=2)
+        return (value, index) if return_pose else value
+
+
+class PosedLogical(nn.Module):
+    """Logical layer with learnable poses: ``logit_j = max_r <x, w[j, r]>``.
+
+    ``weight`` is ``(n_classes, n_poses, n_classes * block_size)``: each class has ``n_poses``
+    free weight vectors over all affine features, its "poses" (which combination of its own
+    parts, and none of which other parts). Unlike :class:`Logical` the own block is dense, so a
+    pose can AND several own features; the max over poses is the OR. Init: pose ``r`` of class
+    ``j`` is :class:`Logical`'s roll ``r mod block_size`` (own entry ``r mod block_size`` =
+    ``own``, every other entry ``other``). No constraint, so no ``regularize_``.
+
+    Example
+    -------
+    >>> layer = PosedLogical(n_classes=2, block_size=2, n_poses=2)
+    >>> layer.weight[0].mul(10).round().add(0.0).tolist()
+    [[4.0, -1.0, -1.0, -1.0], [-1.0, 4.0, -1.0, -1.0]]
+    >>> layer(torch.rand(3, 4)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, n_classes: int = 2, block_size: int = 4, n_poses: int = 4,
+                 own: float = 0.4, other: float = -0.1):
+        super().__init__()
+        if n_classes < 2 or block_size < 1 or n_poses < 1:
+            raise ValueError(f"need n_classes >= 2, block_size >= 1 and n_poses >= 1, got "
+                             f"{n_classes}, {block_size}, {n_poses}")
+        self.n_classes, self.block_size, self.n_poses = int(n_classes), int(block_size), int(n_poses)
+        weight = torch.full((n_classes, n_poses, n_classes * block_size), float(other))
+        j = torch.arange(n_classes).view(-1, 1)
+        r = torch.arange(n_poses).view(1, -1)
+        weight[j, r, j * block_size + r % block_size] = float(own)
+        self.weight = nn.Parameter(weight)
+
+    def posed_weights(self) -> torch.Tensor:
+        """``(n_classes, n_poses, n_classes*block_size)``: pose ``r`` of class ``j``."""
+        return self.weight
+
+    def forward(self, x: torch.Tensor, return_pose: bool = False):
+        """``(B, n_classes*block_size)`` -> logits ``(B, n_classes)``; with ``return_pose`` also
+        the ``(B, n_classes)`` best pose."""
+        if x.dim() != 2 or x.shape[1] != self.weight.shape[2]:
+            raise ValueError(f"x must be (B, {self.weight.shape[2]}), got {tuple(x.shape)}")
+        scores = torch.einsum("bi,jpi->bjp", x, self.weight)
         value, index = scores.max(dim=2)
         return (value, index) if return_pose else value

@@ -17,7 +17,7 @@ from torch import nn
 
 from whiteboxdl.models.registry import (DIGITS, BuilderSpec, InputContract, ModelFamily, Param,
                                         register_family)
-from whiteboxdl.semantic.network import BUILDER
+from whiteboxdl.semantic.network import ARCHS, BUILDER, SIZE_BOUNDS, SIZE_CHOICES
 from whiteboxdl.semantic.samplers import POSE_CONVENTIONS
 _NAME = re.compile(r"^semantic-(\d(?:-\d)+)$")
 
@@ -54,17 +54,21 @@ def _available(name: str, weights) -> tuple[bool, str]:
 
     if default_model_path(_digits(name)).is_file():
         return True, "trained and cached"
-    return True, "not trained yet: the first request trains it (about a CPU minute per 2 digits)"
+    minutes = "about a CPU minute" if len(_digits(name)) == 2 else "CPU minutes"
+    return True, f"not trained yet: the first request trains it ({minutes})"
 
 
 register_family(ModelFamily(
     "semantic", claims=lambda name: parse_semantic_name(name) is not None, load=_load,
     contract=_contract, available=_available,
     label=lambda name: f"semantic {'-vs-'.join(map(str, _digits(name)))}",
-    names=lambda: ("semantic-3-5",),
+    names=lambda: ("semantic-3-5", "semantic-0-1-2-3-4-5-6-7-8-9"),
     description="the semantic-feature networks (semantic-D-D..., default recipe, cached)",
     builders=(BuilderSpec(BUILDER, {
         "digits": Param("ints", 0, 9, length=(2, 10)), "two_step": Param(bool),
-        "conv": Param(bool), "pose_convention": Param(str, choices=POSE_CONVENTIONS)},
+        "conv": Param(bool), "pose_convention": Param(str, choices=POSE_CONVENTIONS),
+        "arch": Param(str, choices=tuple(ARCHS)),
+        **{name: Param(kind, low, high, choices=SIZE_CHOICES.get(name))      # type: ignore[arg-type]
+           for name, (kind, low, high) in SIZE_BOUNDS.items()}},
         contract=lambda kwargs: replace(DIGITS, class_names=tuple(
             str(d) for d in kwargs.get("digits", (3, 5))))),)))

@@ -173,16 +173,20 @@ class AffinePoses(nn.Module):
         self.theta = nn.Parameter(theta)
 
     def forward(self, base: torch.Tensor) -> torch.Tensor:
-        """``(F, H, W)`` base features -> ``(F, P, H, W)`` warped features."""
-        if base.dim() != 3 or base.shape[0] != self.n_features:
-            raise ValueError(f"base features must be ({self.n_features}, H, W), "
+        """``(F, H, W)`` base features -> ``(F, P, H, W)`` warped features; ``(F, C, H, W)``
+        (several channels, warped alike) -> ``(F, P, C, H, W)``."""
+        if base.dim() not in (3, 4) or base.shape[0] != self.n_features:
+            raise ValueError(f"base features must be ({self.n_features}, [C,] H, W), "
                              f"got {tuple(base.shape)}")
-        f, h, w = base.shape
+        channels = base.dim() == 4
+        stack = base if channels else base.unsqueeze(1)
+        f, c, h, w = stack.shape
         sampling = invert_affine(self.theta) if self.convention == "warp" else self.theta
         grid = pixel_affine_to_grid(sampling, h, w)  # (F, P, H, W, 2)
-        out = F.grid_sample(base.unsqueeze(1), grid.reshape(f, self.n_poses * h, w, 2),
+        out = F.grid_sample(stack, grid.reshape(f, self.n_poses * h, w, 2),
                             mode="bilinear", padding_mode="zeros", align_corners=True)
-        return out.view(f, self.n_poses, h, w)
+        out = out.view(f, c, self.n_poses, h, w)
+        return out.transpose(1, 2) if channels else out[:, 0]
 
 
 def block_roll_index(n_blocks: int, block_size: int) -> torch.Tensor:
