@@ -24,7 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from whiteboxdl.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, read_labels_csv  # noqa: E402
+from whiteboxdl.data.folders import read_labels_csv  # noqa: E402
+from whiteboxdl.data.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from whiteboxdl.data.images import load_image, resize_and_crop, to_unit_tensor  # noqa: E402
 from whiteboxdl.models.efficientnet_lite import VARIANTS, load_lite  # noqa: E402
 from whiteboxdl.viz.report import markdown_table  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="first N images only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = read_labels_csv(args.data)[:args.n]
+    rows = read_labels_csv(args.data).rows()[:args.n]
     y = torch.tensor([label for _, label in rows])
     table, cache = [], {}
     for name in args.models:

@@ -34,7 +34,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from whiteboxdl.data.imagenet import read_labels_csv  # noqa: E402
+from whiteboxdl.data.folders import read_labels_csv  # noqa: E402
 from whiteboxdl.models.registry import resolve_model  # noqa: E402
 from whiteboxdl.quality.explainers import get_explainer  # noqa: E402
 from whiteboxdl.quality.metrics import faithfulness_correlation, infidelity  # noqa: E402
@@ -159,7 +159,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     i, n_shards = (int(v) for v in args.shard.split("/"))
-    rows = read_labels_csv(args.data)
+    rows = read_labels_csv(args.data).rows()
     pick = np.sort(np.random.default_rng(0).choice(len(rows), args.n, replace=False))[i::n_shards]
     plan = {"SoftPullback/fixed": args.soft, "PullbackAscent/fixed": args.ascent,
             "SoftPullback/channel": args.channel_soft,

@@ -64,9 +64,9 @@ def imagenet_sample():
     if root is None:
         pytest.skip("the shared ImageNet sample (../shared/data/imagenet-sample/labels.csv, or "
                     "$WHITEBOXDL_IMAGENET_SAMPLE) is not here")
-    from whiteboxdl.data.imagenet import read_labels_csv
+    from whiteboxdl.data.folders import read_labels_csv
 
-    return read_labels_csv(root)
+    return read_labels_csv(root).rows()
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +75,6 @@ def imagenet_sample_if_here():
     root = _imagenet_sample_dir()
     if root is None:
         return []
-    from whiteboxdl.data.imagenet import read_labels_csv
+    from whiteboxdl.data.folders import read_labels_csv
 
-    return read_labels_csv(root)
+    return read_labels_csv(root).rows()

@@ -170,11 +170,12 @@ def test_sweep_fans_the_configurations_out_and_each_equals_its_local_run(ray_clu
 
 def test_an_error_in_a_batch_is_raised_as_itself_and_not_retried(ray_cluster, cnn10_file,
                                                                  tmp_path, capsys):
-    config = replace(_config(cnn10_file), explainers=["Gradient"], metrics=["Infidelity"],
-                     options={"Gradient": {"bogus": 1}})        # refused by the explainer, remotely
+    # a layer the model lacks passes the driver's checks and fails in the task
+    config = replace(_config(cnn10_file), explainers=["GuidedGradCam"], metrics=["Infidelity"],
+                     options={"GuidedGradCam": {"layer": "nope"}})
     import ray
 
-    with pytest.raises(ValueError, match="bogus") as raised:
+    with pytest.raises(ValueError, match="no layer 'nope'") as raised:
         evaluate_on_ray(config, tmp_path, RayOptions(ray_cluster), progress=False)
     assert isinstance(raised.value.__cause__, ray.exceptions.RayTaskError)   # raised in a task
     assert not _mtimes(tmp_path)

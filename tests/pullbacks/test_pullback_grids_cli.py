@@ -94,6 +94,27 @@ def test_explain_loads_imagenet_models_for_signed_inputs():
         load_explained_model("resnet5O", weights="random")
 
 
+def test_explain_cli_reads_a_labelled_folder(tmp_path, capsys):
+    model = _cnn()
+    path = tmp_path / "cnn.pt"
+    save_model(path, model, "whiteboxdl.models.cnn:mnist_cnn", {"classes": 10, "width": 2})
+    rng = np.random.default_rng(1)
+    rows = ["file,class_index"]
+    for k in range(3):
+        Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(tmp_path / f"{k}.png")
+        rows.append(f"{k}.png,{k + 4}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "fig.png"
+    rc = main(["explain", f"csv:{tmp_path}", "--limit", "2", "--model", str(path),
+               "--method", "pullback", "--steps", "1", "--out", str(out), "--no-progress"])
+    assert rc == 0 and out.is_file()
+    printed = capsys.readouterr().out
+    assert "0.png: predicted" in printed and ", label 4" in printed and ", label 5" in printed
+    assert "2.png" not in printed                                   # --limit 2
+    assert main(["explain", f"csv:{tmp_path}", "--limit", "0", "--model", str(path)]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
 def test_explain_cli_defaults_to_pretrained_efficientnet_lite0_offline(tmp_path, capsys,
                                                                        monkeypatch):
     """`whiteboxdl explain cat coffee` with nothing else: EfficientNet-Lite0 with its bundled

@@ -111,3 +111,26 @@ def test_pullbacks_differ_from_gradients_on_a_relu_network(cnn, images):
     # T → 0 recovers the gradient up to the max-pool routing (soft there by its own temperature).
     assert torch.all(torch.nn.functional.cosine_similarity(cold.flatten(1), g.flatten(1)) >
                      cos)
+
+
+def test_captum_rules_do_not_see_relu6(images):
+    # Captum's DeepLift and guided backprop know nn.ReLU, not nn.ReLU6: on a ReLU6 network
+    # (EfficientNet-Lite) DeepLift with a zero baseline is input × gradient and GuidedGradCam's
+    # guided part is the plain gradient (a caveat of the ImageNet benchmarks).
+    from captum.attr import LayerGradCam
+
+    x, y = images
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.BatchNorm2d(6), torch.nn.ReLU6(),
+        torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU6(), torch.nn.Flatten(),
+        torch.nn.Linear(8 * 28 * 28, 10)).eval()
+    with torch.no_grad():
+        net[1].running_mean.normal_(0, 0.3)
+    grad = get_explainer("Gradient")(net, x, y)
+    torch.testing.assert_close(get_explainer("DeepLift")(net, x, y), x * grad, rtol=1e-5,
+                               atol=1e-7)
+    cam = LayerGradCam(net, net[3]).attribute(x, target=y, relu_attributions=True)
+    cam = LayerGradCam.interpolate(cam, (28, 28))
+    torch.testing.assert_close(get_explainer("GuidedGradCam")(net, x, y), cam * grad,
+                               rtol=1e-5, atol=1e-7)

@@ -106,13 +106,9 @@ def run_dir_name(label: str) -> str:
 
 
 def check(config: RunConfig) -> None:
-    """Refuse a configuration before any work: the runner's checks and every explainer's
-    options (unknown option names are a ``ValueError``)."""
-    from whiteboxdl.quality.explainers import get_explainer
-
+    """Refuse a configuration before any work: the runner's checks, which build every
+    explainer with its options (unknown option names are a ``ValueError``)."""
     config.validate()
-    for name, opts in config.options.items():
-        get_explainer(name, **opts)
 
 
 @dataclass

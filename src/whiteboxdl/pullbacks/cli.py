@@ -73,6 +73,24 @@ def load_explained_model(spec: str, weights: str = "DEFAULT"):
     return loaded
 
 
+def expand_sources(sources: list[str], limit: int = 4) -> tuple[list[str], list[int | None]]:
+    """Image sources with labelled folders (``csv:PATH``, ``imagefolder:PATH``) replaced by their
+    first ``limit`` images; returns the sources and their labels (``None`` where unknown)."""
+    from whiteboxdl.data.folders import is_folder_spec, labelled_images
+
+    out: list[str] = []
+    labels: list[int | None] = []
+    for src in sources:
+        if is_folder_spec(src):
+            images = labelled_images(src)
+            out += [str(p) for p in images.paths[:limit]]
+            labels += list(images.labels[:limit])
+        else:
+            out.append(src)
+            labels.append(None)
+    return out, labels
+
+
 def load_images(sources: list[str], loaded):
     """Images (paths or names of the bundled examples) as one batch of the model's inputs."""
     import torch
@@ -96,7 +114,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "then one random class, unless --targets is given); each cell = perturbed - "
                     "clean after K ascent steps, min-max rescaled.")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or names of bundled examples (cat, coffee, rocket, astronaut)")
+                   help="image files, names of bundled examples (cat, coffee, rocket, astronaut), "
+                        "or labelled folders: csv:PATH (labels.csv: file,class_index) or "
+                        "imagefolder:PATH (WordNet-id folders get their ImageNet index)")
+    p.add_argument("--limit", type=int, default=4,
+                   help="images taken from each labelled folder (default 4)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT",
                    help=f"a registered model (default {DEFAULT_MODEL}, pretrained, offline; "
                         "efficientnet_lite1/2; torchvision names such as resnet50, vgg11_bn, "
@@ -128,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     loaded = load_explained_model(args.model, args.weights)
     contract = loaded.contract
-    x = load_images(args.images, loaded)
+    if args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    sources, labels = expand_sources(args.images, args.limit)
+    x = load_images(sources, loaded)
     with torch.no_grad():
         logits = loaded.model(x)
     num_classes = logits.shape[1]
@@ -147,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         loaded.model, x, predicted, args.out, num_classes, method=args.method, columns=columns,
         class_names=names, progress=not args.no_progress, steps=args.steps,
         alpha=alpha, eps=args.eps, bounds=contract.bounds, settings=settings)
-    for src, c, top in zip(args.images, predicted, top_classes(logits, names)):
+    for src, c, label, top in zip(sources, predicted, labels, top_classes(logits, names)):
         print(f"{src}: predicted {c}" + (f" ({names[c]})" if names and c < len(names) else "")
-              + f"; top-5: {format_top(top)}")
+              + (f", label {label}" if label is not None else "") + f"; top-5: {format_top(top)}")
     print(f"wrote {path}")
     return 0

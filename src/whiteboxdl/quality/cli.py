@@ -1,10 +1,13 @@
-"""``whiteboxdl quality evaluate|merge``: explanation-quality benchmark on the command line.
+"""``whiteboxdl quality evaluate|sweep|merge|join``: explanation-quality benchmark on the command line.
 
 Example
 -------
 $ whiteboxdl quality evaluate --model mnist-cnn --data mnist --n 1000 --out runs/mnist
+$ whiteboxdl quality evaluate --model efficientnet_lite0 --protocol paper \\
+      --data csv:../shared/data/imagenet-sample --n 64 --batch-size 2 --out runs/lite0
 $ whiteboxdl quality evaluate ... --shard 0/2 & whiteboxdl quality evaluate ... --shard 1/2
 $ whiteboxdl quality merge runs/mnist
+$ whiteboxdl quality join runs/lite0-all runs/lite0 runs/lite0-sampling
 $ whiteboxdl quality evaluate ... --ray auto          # every batch a task on a Ray cluster
 $ whiteboxdl quality sweep ... --vary SoftPullback.temperature=0.1,0.3,1 --out runs/t --ray auto
 """
@@ -54,6 +57,14 @@ def register(subparsers) -> None:
                     help="merge the finished batches of an incomplete run (n is stated)")
     mg.set_defaults(func=run_merge)
 
+    jn = sub.add_parser("join", help="one table of runs that scored other explainers on the same "
+                                     "images (same data, n prefix, batch size, seed, metrics)")
+    jn.add_argument("out", help="directory for the joined tables, figure and report")
+    jn.add_argument("runs", nargs="+", help="run directories (at least two)")
+    jn.add_argument("--partial", action="store_true",
+                    help="join the finished batches of incomplete runs")
+    jn.set_defaults(func=run_join)
+
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that define a run (``RunConfig``), shared by evaluate and sweep."""
@@ -61,11 +72,20 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mnist-cnn, fashion-mnist-cnn, efficientnet_lite0/1/2, a model file "
                              "(.pt) or a torchvision name (e.g. resnet50; weights must be present)")
     parser.add_argument("--data", required=True,
-                        help="mnist, fashion-mnist, imagefolder:PATH (class sub-folders) or "
-                             "csv:PATH (a folder with labels.csv: file,class_index)")
+                        help="mnist, fashion-mnist, csv:PATH (a folder with labels.csv: file,"
+                             "class_index) or imagefolder:PATH (class sub-folders; WordNet-id "
+                             "folders get their canonical ImageNet index)")
+    parser.add_argument("--protocol", default="default",
+                        help="preset of explainers, metrics and their settings: default (the "
+                             "registries' defaults), paper (the paper's public code, ImageNet "
+                             "224²) or paper-per-channel (every map per channel); --explainers, "
+                             "--metrics and the option flags refine it")
     parser.add_argument("--n", type=int, default=1000, help="number of test images (default 1000)")
-    parser.add_argument("--explainers", default="all", help="comma-separated names or 'all'")
-    parser.add_argument("--metrics", default="all", help="comma-separated names or 'all'")
+    parser.add_argument("--explainers", default="all",
+                        help="comma-separated names (registered or --variants) or 'all' (the "
+                             "protocol's)")
+    parser.add_argument("--metrics", default="all",
+                        help="comma-separated names (registered or --metric-variants) or 'all'")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", choices=("label", "prediction"), default="label")
@@ -76,41 +96,61 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric-options", default="{}",
                         help='JSON of per-metric overrides, e.g. \'{"MaxSensitivity": '
                              '{"nr_samples": 5}}\'')
+    parser.add_argument("--variants", default="{}",
+                        help='JSON of named explainer variants, e.g. \'{"PullbackAscent K=1": '
+                             '{"of": "PullbackAscent", "steps": 1}}\' (list them in --explainers)')
+    parser.add_argument("--metric-variants", default="{}",
+                        help="JSON of named metric variants, like --variants")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="metrics' forward passes on a channels-last copy of the model "
+                             "(faster for ImageNet CNNs on CPUs; same numbers to float32 rounding)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (with --ray: of this driver; a task uses "
                              "--ray-cpus threads)")
 
 
+def _names(spec: str) -> list[str] | None:
+    """Comma-separated names, or None for 'all' (the protocol's set)."""
+    if spec in ("", "all"):
+        return None
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def _json(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} must be JSON, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
 def _run_config(args: argparse.Namespace):
-    """The ``RunConfig`` of the parsed run arguments (``--threads`` applied)."""
+    """The validated ``RunConfig`` of the parsed run arguments (``--threads`` applied)."""
     import torch
 
-    from whiteboxdl.quality.explainers import parse_explainers
     from whiteboxdl.quality.runner import RunConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = RunConfig(model=args.model, data=args.data, n=args.n,
-                       explainers=parse_explainers(args.explainers),
-                       metrics=_metric_names(args.metrics), batch_size=args.batch_size,
-                       seed=args.seed, target=args.target, layer=args.layer)
-    for attr, flag in (("options", "--options"), ("metric_options", "--metric-options")):
-        try:
-            setattr(config, attr, json.loads(getattr(args, attr)))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{flag} must be JSON, got {getattr(args, attr)!r} ({exc})") from None
+    side = None
+    if args.protocol != "default":
+        from whiteboxdl.models.registry import is_model_file, model_contract
+
+        # a registered model's input side (the paper's numbers scale from 224²); files: 224²
+        side = None if is_model_file(args.model) else model_contract(args.model).size
+    config = RunConfig.from_protocol(
+        args.protocol, model=args.model, data=args.data, n=args.n, side=side,
+        explainers=_names(args.explainers), metrics=_names(args.metrics),
+        options=_json(args.options, "--options"),
+        metric_options=_json(args.metric_options, "--metric-options"),
+        variants=_json(args.variants, "--variants"),
+        metric_variants=_json(args.metric_variants, "--metric-variants"),
+        batch_size=args.batch_size, seed=args.seed, target=args.target, layer=args.layer,
+        channels_last=args.channels_last)
+    config.validate()
     return config
-
-
-def _metric_names(spec: str) -> list[str]:
-    from whiteboxdl.quality.metric_registry import all_metric_names, get_metric
-
-    if spec in ("", "all"):
-        return all_metric_names()
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    for n in names:
-        get_metric(n)
-    return names
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -156,4 +196,15 @@ def run_merge(args: argparse.Namespace) -> int:
     merged = merge(args.run_dir, args.more_dirs, partial=args.partial)
     print(open(f"{args.run_dir}/summary.md").read())
     print(f"wrote {args.run_dir}/report.html ({len(merged.index)} images)")
+    return 0
+
+
+def run_join(args: argparse.Namespace) -> int:
+    from whiteboxdl.quality.report import join
+
+    check_output_path(args.out)
+    joined = join(args.runs, args.out, partial=args.partial)
+    print(open(f"{args.out}/summary.md").read())
+    print(f"wrote {args.out}/report.html ({len(joined.index)} images, "
+          f"{len(joined.config['explainers'])} explainers)")
     return 0

@@ -3,7 +3,8 @@
 Ours: ``SoftPullback`` (the one-step excitation pullback), ``PullbackAscent`` (K=5 L2-normalised
 ascent steps, explanation ``x_K − x₀``) and ``SmoothPullback`` (Captum's NoiseTunnel over pullbacks).
 Baselines from Captum: ``Gradient`` (Saliency without abs), ``GradientAscent`` (the same ascent with
-the vanilla backward), ``SmoothGrad``, ``IntegratedGradients``, ``GradientShap``, ``DeepLift``,
+the vanilla backward), ``SmoothGrad``, ``FusionGrad`` (noisy weights and inputs, Bykov et al.;
+:mod:`whiteboxdl.quality.fusiongrad`), ``IntegratedGradients``, ``GradientShap``, ``DeepLift``,
 ``GuidedBackprop`` and ``GuidedGradCam`` (needs a conv layer). Attributions are batched and have the
 inputs' shape. Pullbacks use the paper's settings of :mod:`whiteboxdl.pullbacks` (sigmoid gate,
 T = 0.3, smooth max-pool). The ascents do not clamp by default (``clip=None``; the spec allows
@@ -50,6 +51,16 @@ def ascent_alpha(x: Tensor, domain: Domain, alpha: float = 20.0) -> float:
     return alpha * math.sqrt(x[0].numel() / SPEC_FEATURES) * _half_range(domain)
 
 
+#: Input values per backward pass of the sampling explainers (all 50 samples of 50 MNIST images
+#: at once; 27 images of 3×224²), which bounds their memory.
+BACKWARD_FLOATS = 2 ** 22
+
+
+def samples_per_backward(x: Tensor, samples: int) -> int:
+    """How many noisy copies of the batch ``x`` one backward pass takes (at least 1)."""
+    return max(1, min(samples, BACKWARD_FLOATS // max(1, x.numel())))
+
+
 def seed_global(seed: int) -> None:
     """Seed the global torch and NumPy generators that Captum's stochastic explainers use."""
     torch.manual_seed(seed)
@@ -80,6 +91,10 @@ class Explainer:
     stochastic: bool = False
     options: dict = field(default_factory=dict)
 
+    #: Sum the map over channels and repeat the sum in every channel (``quantus.explain``'s
+    #: ``reduce_axes=[1]`` followed by the metrics' broadcast to the input's shape).
+    reduce_channels: bool = False
+
     def __call__(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a batch (N, C, H, W), got {tuple(x.shape)}")
@@ -87,7 +102,10 @@ class Explainer:
         if target.shape[0] != x.shape[0]:
             raise ValueError(f"{self.name}: {target.shape[0]} targets for {x.shape[0]} inputs")
         out = self.fn(model, x.detach().clone(), target, **self.options)
-        return out.detach().reshape(x.shape).to(x.dtype)
+        out = out.detach().reshape(x.shape).to(x.dtype)
+        if self.reduce_channels:
+            out = out.sum(1, keepdim=True).expand_as(x).contiguous()
+        return out
 
 
 # ----------------------------------------------------------------------------- ours
@@ -129,7 +147,8 @@ def _smooth_pullback(model, x, target, *, domain: Domain, samples: int = 50,
     from whiteboxdl.pullbacks import ExcitationPullback
 
     nt = NoiseTunnel(ExcitationPullback(model, **pullback))
-    return nt.attribute(x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples,
+    return nt.attribute(x, nt_type="smoothgrad", nt_samples=samples,
+                        nt_samples_batch_size=samples_per_backward(x, samples),
                         stdevs=sigma if sigma is not None else 0.15 * _half_range(domain),
                         target=target)
 
@@ -146,28 +165,44 @@ def _smoothgrad(model, x, target, *, domain: Domain, samples: int = 50,
     from captum.attr import NoiseTunnel, Saliency
 
     return NoiseTunnel(Saliency(model)).attribute(
-        x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples,
+        x, nt_type="smoothgrad", nt_samples=samples,
+        nt_samples_batch_size=samples_per_backward(x, samples),
         stdevs=sigma if sigma is not None else 0.15 * _half_range(domain), target=target,
         abs=False)
 
 
-def _integrated_gradients(model, x, target, *, baseline: float = 0.0, steps: int = 50):
+def _integrated_gradients(model, x, target, *, baseline: float = 0.0, steps: int = 50,
+                          method: str = "gausslegendre"):
     from captum.attr import IntegratedGradients
 
     return IntegratedGradients(model).attribute(
-        x, baselines=torch.full_like(x, baseline), target=target, n_steps=steps,
+        x, baselines=torch.full_like(x, baseline), target=target, n_steps=steps, method=method,
         internal_batch_size=max(1, 2048 // max(1, x[0].numel() // 784)))
 
 
 def _gradient_shap(model, x, target, *, domain: Domain, samples: int = 20,
-                   baseline: float = 0.0):
+                   baseline: float = 0.0, noise_baselines: int = 9):
     from captum.attr import GradientShap
 
     lo, hi = domain
-    # Baseline distribution: the black/zero image and 9 uniform-noise images over the domain.
-    noise = lo + (hi - lo) * torch.rand(9, *x.shape[1:], dtype=x.dtype)
-    baselines = torch.cat([torch.full_like(x[:1], baseline), noise])
+    # Baseline distribution: the black/zero image and (by default 9) uniform-noise images over
+    # the domain; noise_baselines=0 leaves one constant image per input, as quantus.explain
+    # passes them (the same draws as quantus.explain's GradientShap).
+    if noise_baselines == 0:
+        baselines = torch.full_like(x, baseline)
+    else:
+        noise = lo + (hi - lo) * torch.rand(noise_baselines, *x.shape[1:], dtype=x.dtype)
+        baselines = torch.cat([torch.full_like(x[:1], baseline), noise])
     return GradientShap(model).attribute(x, baselines=baselines, n_samples=samples, target=target)
+
+
+def _fusiongrad(model, x, target, *, domain: Domain, weight_samples: int = 10,
+                input_samples: int = 10, weight_std: float = 0.5, input_std: float | None = None):
+    from whiteboxdl.quality.fusiongrad import fusiongrad
+
+    return fusiongrad(model, x, target, weight_samples=weight_samples,
+                      input_samples=input_samples, weight_std=weight_std,
+                      input_std=input_std if input_std is not None else 0.5 * _half_range(domain))
 
 
 def _deeplift(model, x, target, *, baseline: float = 0.0):
@@ -213,6 +248,7 @@ _REGISTRY: dict[str, _Entry] = {
     "Gradient": _Entry(_gradient),
     "GradientAscent": _Entry(_gradient_ascent, needs_domain=True),
     "SmoothGrad": _Entry(_smoothgrad, stochastic=True, needs_domain=True),
+    "FusionGrad": _Entry(_fusiongrad, stochastic=True, needs_domain=True),
     "IntegratedGradients": _Entry(_integrated_gradients),
     "GradientShap": _Entry(_gradient_shap, stochastic=True, needs_domain=True),
     "DeepLift": _Entry(_deeplift),
@@ -232,25 +268,30 @@ def get_explainer(name: str, *, domain: Domain = (0.0, 1.0), **options) -> Expla
     GradientShap), ``steps`` (ascents, IntegratedGradients), ``alpha``, ``layer``
     (GuidedGradCam), and for our explainers every pullback setting (``temperature``,
     ``maxpool_temperature``, ``silu_temperature`` …, or ``settings=``); see
-    :func:`explainer_options`. Unknown options are refused.
+    :func:`explainer_options`. Every explainer takes ``reduce_channels=True``: the map summed
+    over channels (repeated in each), as ``quantus.explain`` returns Captum's maps. Unknown
+    options are refused.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown explainer {name!r}; choose from {', '.join(EXPLAINERS)}")
     if not domain[0] < domain[1]:
         raise ValueError(f"domain must be (low, high) with low < high, got {domain}")
     entry = _REGISTRY[name]
-    _check_options(name, entry.fn, options)
     opts = dict(options)
+    reduce = opts.pop("reduce_channels", False)
+    if not isinstance(reduce, bool):
+        raise ValueError(f"{name}: reduce_channels must be true or false, got {reduce!r}")
+    _check_options(name, entry.fn, opts)
     if entry.needs_domain:
         opts["domain"] = tuple(domain)
-    return Explainer(name, entry.fn, entry.counterpart, entry.stochastic, opts)
+    return Explainer(name, entry.fn, entry.counterpart, entry.stochastic, opts, reduce)
 
 
 def explainer_options(name: str) -> list[str]:
     """The option keywords explainer ``name`` takes (ours: plus every pullback setting)."""
     params = inspect.signature(_REGISTRY[name].fn).parameters
     own = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY
-           and p != "domain"]
+           and p != "domain"] + ["reduce_channels"]
     if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):
         from whiteboxdl.pullbacks.settings import PullbackSettings
 
@@ -260,7 +301,7 @@ def explainer_options(name: str) -> list[str]:
 
 def _check_options(name: str, fn: Callable, options: dict) -> None:
     """Refuse options the explainer does not take; validate pullback settings now."""
-    allowed = explainer_options(name)
+    allowed = [k for k in explainer_options(name) if k != "reduce_channels"]
     unknown = [k for k in options if k not in allowed]
     if unknown:
         raise ValueError(f"explainer {name} has no option {unknown[0]!r}; its options: "

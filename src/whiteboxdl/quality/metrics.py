@@ -3,30 +3,39 @@
 Every metric scores a batch of attributions ``a`` (same shape as the inputs ``x``) for the target
 classes ``y`` and returns one float64 score per image. Perturbations are drawn from an explicit
 ``torch.Generator`` (or passed in), so a run is reproducible and a sharded run equals a single one.
-The model is queried on many perturbed copies at once (``chunk`` images per forward pass), which is
-what makes these versions fast; ``tests/quality`` checks each against Quantus 0.6 or Captum on the
-very same perturbations.
+The model is queried on many perturbed copies at once (built a forward batch at a time by
+:mod:`whiteboxdl.quality.perturb`), which is what makes these versions fast; ``tests/quality``
+checks each against Quantus 0.6 or Captum on the very same perturbations.
+
+Metrics whose perturbations do not depend on the attribution (Infidelity, Faithfulness
+Correlation) split in two: ``prepare_*`` draws the perturbations and runs the model on them once
+per batch, and the metric scores any number of explainers against that (the runner shares it
+between explainers, who meet the same perturbations anyway).
 
 Conventions follow Quantus unless the spec says otherwise: raw logits (no softmax), attributions
 not normalised (the correlations are scale-invariant), Monotonicity Correlation on ``|a|``.
 
-============================  ===  ======================================================================
-metric                        dir  what it measures
-============================  ===  ======================================================================
-``infidelity``                ↓    Captum infidelity with optimal scaling β; noise patches (spec: 112 and
-                                   56 px on 224 px, here scaled to the image: side/2 and side/4), 5
-                                   repeats each; a patch is replaced by uniform noise over the domain
-``faithfulness_correlation``  ↑    Pearson(Σ a over patch, f(x) − f(x with patch → baseline)) over the
-                                   4×4 grid of patches (spec: 16 patches of 56² on 224²)
-``faithfulness_estimate``     ↑    Pearson over steps of the ``features_in_step`` most relevant pixels
-``monotonicity_correlation``  ↑    Spearman(Σ ``|a|`` per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
-                                   probability, steps in ascending order of ``|a|``, uniform replacement
-``max_sensitivity``           ↓    max over ``nr_samples`` noise draws (radius 0.02·half-range) of
-                                   ‖a(x+δ) − a(x)‖ / ‖a(x)‖
-``random_logit``              ↓    SSIM (Quantus: 1-D, window 7, on the flattened maps, each normalised
-                                   by its max ``|a|``) between the explanation of the target and of a
-                                   random other class
-============================  ===  ======================================================================
+==============================  ===  =====================================================================
+metric                          dir  what it measures
+==============================  ===  =====================================================================
+``infidelity``                  ↓    Captum infidelity with optimal scaling β; one random noise patch per
+                                     perturbation (spec: 112 and 56 px on 224 px, scaled: side/2, side/4)
+``infidelity_blocks``           ↓    the paper's code: Quantus's block grid, blocks replaced one after
+                                     another (cumulative) by one uniform value each, optimal scaling β
+                                     pooled over all perturbations
+``faithfulness_correlation``    ↑    Pearson(Σ a over a mask, f(x) − f(x with mask → baseline)); masks:
+                                     the 4×4 patch grid (default) or Quantus's random feature subsets
+``faithfulness_estimate``       ↑    Pearson over steps of the ``features_in_step`` most relevant values
+``monotonicity_correlation``    ↑    Spearman(Σ ``|a|`` per step, E[(p(x') − p(x))²]/p(x)²), p = softmax
+                                     probability, steps in ascending order of ``|a|``, uniform replacement
+``max_sensitivity``             ↓    max over ``nr_samples`` noise draws (radius 0.02·half-range) of
+                                     ‖a(x+δ) − a(x)‖ / ‖a(x)‖
+``random_logit``                ↓    similarity of the explanation of the target and of a random other
+                                     class: 1-D SSIM (Quantus's default) or Pearson (the paper)
+==============================  ===  =====================================================================
+
+Baselines (values that removed features take) are a number or, as Quantus, ``"black"`` = each
+image's minimum (see :func:`whiteboxdl.quality.perturb.baseline_values`).
 
 Example
 -------
@@ -42,18 +51,30 @@ Example
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from whiteboxdl.quality.perturb import (auto_chunk, baseline_values, block_ids, block_sums,
+                                        cumulative_blocks, patch_grid_masks, perturbed_logits,
+                                        random_subset_masks, replace_masked, step_masks,
+                                        target_logits)
+
+__all__ = ["infidelity", "infidelity_blocks", "prepare_infidelity", "prepare_infidelity_blocks",
+           "faithfulness_correlation", "prepare_faithfulness_correlation", "faithfulness_estimate",
+           "monotonicity_correlation", "max_sensitivity", "random_logit", "random_other_class",
+           "noise_patch_perturbations", "default_patch_sizes", "patch_grid_masks",
+           "target_logits", "pearson", "spearman"]
+
 #: ``explain(x, target) -> attribution``, the explainer bound to the model (for the metrics that
 #: re-explain perturbed inputs or other classes).
 ExplainFn = Callable[[Tensor, Tensor], Tensor]
+Model = nn.Module | Callable[[Tensor], Tensor]
 Domain = tuple[float, float]
-
-DEFAULT_CHUNK = 2048
+Baseline = float | str | Tensor
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -67,26 +88,8 @@ def _check_batch(x: Tensor, y: Tensor, a: Tensor | None = None) -> None:
                          f"got {tuple(a.shape)}")
 
 
-@torch.no_grad()
-def target_logits(model: nn.Module, x: Tensor, y: Tensor, chunk: int = DEFAULT_CHUNK,
-                  softmax: bool = False) -> Tensor:
-    """Logits ``model(x)[i, y[i]]`` (or softmax probabilities) as float64, ``chunk`` at a time."""
-    out = []
-    for i in range(0, x.shape[0], chunk):
-        z = model(x[i:i + chunk])
-        if softmax:
-            z = torch.softmax(z, dim=1)
-        out.append(z.double().gather(1, y[i:i + chunk, None])[:, 0])
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
-
-
-def _perturbed_logits(model: nn.Module, xp: Tensor, y: Tensor, chunk: int,
-                      softmax: bool = False) -> Tensor:
-    """Logits of perturbed copies ``xp`` of shape (N, S, C, H, W) -> (N, S)."""
-    n, s = xp.shape[:2]
-    flat = target_logits(model, xp.reshape(n * s, *xp.shape[2:]), y.repeat_interleave(s), chunk,
-                         softmax)
-    return flat.view(n, s)
+def _flat(a: Tensor) -> Tensor:
+    return a.reshape(a.shape[0], -1).double()
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -107,30 +110,29 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     return pearson(ra, rb)
 
 
-def _masked_logits(model: nn.Module, x: Tensor, y: Tensor, masks: Tensor, values: Tensor | float,
-                   chunk: int) -> Tensor:
-    """f(x with masked pixels replaced by ``values``) for masks (N, S, D) -> logits (N, S)."""
-    n, s, d = masks.shape
-    xf = x.reshape(n, 1, d)
-    xp = torch.where(masks, torch.as_tensor(values, dtype=x.dtype), xf)
-    return _perturbed_logits(model, xp.view(n, s, *x.shape[1:]), y, chunk)
+def _masked_sums(a: Tensor, masks: Tensor) -> Tensor:
+    """Σ a over each mask: a (N, ...) and masks (N, S, D) -> (N, S) in float64, image by image."""
+    flat = _flat(a)
+    return torch.stack([masks[i].double() @ flat[i] for i in range(flat.shape[0])])
 
 
-def patch_grid_masks(shape: Sequence[int], patch_size: int) -> Tensor:
-    """Boolean masks (P, C·H·W) of the non-overlapping ``patch_size`` grid over an image (C, H, W).
+def _step_sums(a_flat: Tensor, order: np.ndarray, features_in_step: int) -> Tensor:
+    """Σ of ``a_flat`` (N, D) over consecutive chunks of ``order`` (N, D) -> (N, steps)."""
+    n, d = a_flat.shape
+    steps = math.ceil(d / features_in_step)
+    sorted_a = a_flat.gather(1, torch.from_numpy(order.copy()))
+    padded = torch.zeros(n, steps * features_in_step, dtype=torch.float64)
+    padded[:, :d] = sorted_a
+    return padded.view(n, steps, features_in_step).sum(-1)
 
-    Patches at the right/bottom border are cropped when the side is not a multiple of the size.
-    """
-    c, h, w = shape
-    if patch_size < 1 or patch_size > max(h, w):
-        raise ValueError(f"patch_size must be in [1, {max(h, w)}], got {patch_size}")
-    masks = []
-    for top in range(0, h, patch_size):
-        for left in range(0, w, patch_size):
-            m = torch.zeros(c, h, w, dtype=torch.bool)
-            m[:, top:top + patch_size, left:left + patch_size] = True
-            masks.append(m.flatten())
-    return torch.stack(masks)
+
+def _optimal_scaling_infidelity(dots: Tensor, drops: Tensor) -> Tensor:
+    """Captum's infidelity with ``normalize=True``: ``mean_s (β·dots − drops)²`` with
+    ``β = Σ dots·drops / Σ dots²`` per image (β = 0 when every dot is 0)."""
+    s_aa, s_ab, s_bb = (dots * dots).sum(1), (dots * drops).sum(1), (drops * drops).sum(1)
+    beta = torch.where(s_aa > 0, s_ab / torch.where(s_aa > 0, s_aa, torch.ones_like(s_aa)),
+                       torch.zeros_like(s_aa))
+    return (beta * beta * s_aa - 2 * beta * s_ab + s_bb) / dots.shape[1]
 
 
 # ----------------------------------------------------------------------------- infidelity
@@ -164,102 +166,236 @@ def default_patch_sizes(x: Tensor) -> tuple[int, int]:
     return max(1, side // 2), max(1, side // 4)
 
 
-def infidelity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
+@dataclass
+class PatchNoiseDraws:
+    """Noise-patch perturbations I (N, S, C, H, W) of a batch and the logit drops f(x) − f(x − I)."""
+
+    perturbations: Tensor
+    drops: Tensor
+
+    def dots(self, a: Tensor) -> Tensor:
+        """Iᵀa per image and perturbation (N, S)."""
+        flat = _flat(a)
+        return torch.stack([self.perturbations[i].double().flatten(1) @ flat[i]
+                            for i in range(flat.shape[0])])
+
+
+def prepare_infidelity(model: Model, x: Tensor, y: Tensor, *, perturbations: Tensor | None = None,
+                       patch_sizes: Sequence[int] | None = None, repeats: int = 5,
+                       domain: Domain = (0.0, 1.0), generator: torch.Generator | None = None,
+                       chunk: int | None = None) -> PatchNoiseDraws:
+    """Draw the noise patches of :func:`infidelity` (unless given) and the logit drops."""
+    if perturbations is None:
+        perturbations = noise_patch_perturbations(
+            x, patch_sizes or default_patch_sizes(x), repeats, domain, generator)
+    n, s = perturbations.shape[:2]
+    f0 = target_logits(model, x, y, chunk)
+    fp = perturbed_logits(model, y, n, s, lambda i, s0, s1: x[i] - perturbations[i, s0:s1],
+                          chunk or auto_chunk(x))
+    return PatchNoiseDraws(perturbations, f0[:, None] - fp)
+
+
+def infidelity(model: Model, x: Tensor, y: Tensor, a: Tensor, *,
                perturbations: Tensor | None = None, patch_sizes: Sequence[int] | None = None,
                repeats: int = 5, domain: Domain = (0.0, 1.0),
-               generator: torch.Generator | None = None, chunk: int = DEFAULT_CHUNK) -> Tensor:
+               generator: torch.Generator | None = None, chunk: int | None = None,
+               prepared: PatchNoiseDraws | None = None) -> Tensor:
     """Infidelity with Captum's optimal scaling (``normalize=True``), lower is better.
 
     ``infid = mean_s (β·Iₛᵀa − (f(x) − f(x − Iₛ)))²`` with ``β = mean(Iᵀa·Δf) / mean((Iᵀa)²)``.
     ``perturbations`` (N, S, C, H, W) may be given; otherwise noise patches are drawn.
+    ``prepared`` (:func:`prepare_infidelity`) reuses the drops of another explainer's call.
     """
     _check_batch(x, y, a)
-    if perturbations is None:
-        perturbations = noise_patch_perturbations(
-            x, patch_sizes or default_patch_sizes(x), repeats, domain, generator)
+    if prepared is None:
+        prepared = prepare_infidelity(model, x, y, perturbations=perturbations,
+                                      patch_sizes=patch_sizes, repeats=repeats, domain=domain,
+                                      generator=generator, chunk=chunk)
+    return _optimal_scaling_infidelity(prepared.dots(a), prepared.drops)
+
+
+@dataclass
+class BlockDraws:
+    """The block-grid perturbations of a batch: for each (repeat, block size), the block map
+    (H, W) and the replacement value of every block (N, B); ``drops`` (N, S) in that order."""
+
+    groups: list[tuple[Tensor, Tensor]]
+    x: Tensor
+    drops: Tensor
+
+    def dots(self, a: Tensor) -> Tensor:
+        """Iᵀa (N, S) with I = x − x': Σ over the replaced blocks of Σ a·x − v·Σ a."""
+        out, sums = [], {}
+        for ids, values in self.groups:
+            key = id(ids)
+            if key not in sums:
+                sums[key] = (block_sums(a.double() * self.x.double(), ids), block_sums(a, ids))
+            s_ax, s_a = sums[key]
+            out.append(torch.cumsum(s_ax - values * s_a, dim=1))
+        return torch.cat(out, dim=1)
+
+
+def block_values(n: int, blocks: Sequence[int], repeats: int, low: float, high: float,
+                 generator: torch.Generator | None = None) -> list[Tensor]:
+    """Uniform replacement values, one per image and block (Quantus's batched ``"uniform"``
+    baseline): a (N, B) tensor for each repeat and block size, in that order."""
+    return [low + (high - low) * torch.rand(b, n, generator=generator, dtype=torch.float64).T
+            for _ in range(repeats) for b in blocks]
+
+
+def prepare_infidelity_blocks(model: Model, x: Tensor, y: Tensor, *,
+                              patch_sizes: Sequence[int] = (56,), repeats: int = 5,
+                              uniform: Domain = (-1.0, 1.0), values: list[Tensor] | None = None,
+                              generator: torch.Generator | None = None,
+                              chunk: int | None = None) -> BlockDraws:
+    """The perturbations of :func:`infidelity_blocks` and their logit drops.
+
+    For each repeat and block size, the images' ``block size``² blocks (row-major, every
+    channel) are replaced one after another, each by one value uniform in ``uniform``, and the
+    model is run after each block: perturbation k keeps blocks 0..k−1 replaced (Quantus 0.6
+    ``Infidelity`` with ``perturb_baseline="uniform"``). ``values`` (see :func:`block_values`) may
+    be given (float32-rounded when applied, as in Quantus's float32 arrays).
+    """
+    n, _, h, w = x.shape
+    maps = {p: block_ids(h, w, p) for p in patch_sizes}
+    counts = [int(maps[p].max()) + 1 for p in patch_sizes]
+    if values is None:
+        values = block_values(n, counts, repeats, uniform[0], uniform[1], generator)
+    if len(values) != repeats * len(patch_sizes):
+        raise ValueError(f"need {repeats * len(patch_sizes)} value tensors (repeats × block "
+                         f"sizes), got {len(values)}")
+    rounded = [v.to(x.dtype).double() for v in values]
+    groups = [(maps[patch_sizes[k % len(patch_sizes)]], v) for k, v in enumerate(rounded)]
     f0 = target_logits(model, x, y, chunk)
-    fp = _perturbed_logits(model, x[:, None] - perturbations, y, chunk)
-    diff = f0[:, None] - fp
-    dots = (perturbations.double() * a.double()[:, None]).flatten(2).sum(-1)
-    s_aa, s_ab, s_bb = (dots * dots).sum(1), (dots * diff).sum(1), (diff * diff).sum(1)
-    beta = torch.where(s_aa > 0, s_ab / s_aa, torch.zeros_like(s_aa))
-    return (beta * beta * s_aa - 2 * beta * s_ab + s_bb) / dots.shape[1]
+    chunk = chunk or auto_chunk(x)
+    drops = [f0[:, None] - perturbed_logits(model, y, n, v.shape[1],
+                                            cumulative_blocks(x, ids, v), chunk)
+             for ids, v in groups]
+    return BlockDraws(groups, x, torch.cat(drops, dim=1))
+
+
+def infidelity_blocks(model: Model, x: Tensor, y: Tensor, a: Tensor, *,
+                      patch_sizes: Sequence[int] = (56,), repeats: int = 5,
+                      uniform: Domain = (-1.0, 1.0), values: list[Tensor] | None = None,
+                      optimal_scaling: bool = True, generator: torch.Generator | None = None,
+                      chunk: int | None = None, prepared: BlockDraws | None = None) -> Tensor:
+    """Infidelity on Quantus's cumulative block grid (the paper's code); lower is better.
+
+    With ``optimal_scaling`` (the paper's ``InfidelityOptimalScaling``) one β per image is fitted
+    over all perturbations pooled, as Captum's ``normalize=True``; without it the score is
+    Quantus's ``Infidelity``: the mean of ``(Iᵀa − Δf)²`` over each block size's perturbations,
+    averaged over block sizes and repeats.
+    """
+    _check_batch(x, y, a)
+    if prepared is None:
+        prepared = prepare_infidelity_blocks(model, x, y, patch_sizes=patch_sizes,
+                                             repeats=repeats, uniform=uniform, values=values,
+                                             generator=generator, chunk=chunk)
+    dots = prepared.dots(a)
+    if optimal_scaling:
+        return _optimal_scaling_infidelity(dots, prepared.drops)
+    sizes = [v.shape[1] for _, v in prepared.groups]
+    errors = ((dots - prepared.drops) ** 2).split(sizes, dim=1)
+    return torch.stack([e.mean(1) for e in errors], dim=1).mean(1)
 
 
 # ----------------------------------------------------------------------------- faithfulness
-def faithfulness_correlation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
-                             masks: Tensor | None = None, patch_size: int | None = None,
-                             baseline: float = 0.0, chunk: int = DEFAULT_CHUNK) -> Tensor:
-    """Faithfulness Correlation (Bhatt et al.), patch version; higher is better.
+@dataclass
+class MaskDraws:
+    """Removal masks (N, S, D) of a batch and the logit drops f(x) − f(x with mask → baseline)."""
 
-    For each mask (default: the grid of patches of side ``patch_size``, default side/4, i.e. the
-    spec's 16 patches), the masked pixels are set to ``baseline``; the score is the Pearson
-    correlation between the attribution sums over the masks and the logit drops.
-    ``masks`` may be (P, D) shared by all images or (N, P, D) per image (Quantus's random subsets).
-    """
-    _check_batch(x, y, a)
+    masks: Tensor
+    drops: Tensor
+
+
+def prepare_faithfulness_correlation(model: Model, x: Tensor, y: Tensor, *,
+                                     masks: Tensor | None = None, patch_size: int | None = None,
+                                     subset_size: int | None = None, nr_runs: int = 100,
+                                     baseline: Baseline = 0.0,
+                                     generator: torch.Generator | None = None,
+                                     chunk: int | None = None) -> MaskDraws:
+    """The masks of :func:`faithfulness_correlation` and their logit drops."""
     n, d = x.shape[0], x[0].numel()
     if masks is None:
-        masks = patch_grid_masks(x.shape[1:], patch_size or max(1, min(x.shape[-2:]) // 4))
+        if subset_size is not None:
+            masks = random_subset_masks(n, d, nr_runs, subset_size, generator)
+        else:
+            masks = patch_grid_masks(x.shape[1:], patch_size or max(1, min(x.shape[-2:]) // 4))
     if masks.ndim == 2:
         masks = masks.expand(n, *masks.shape)
     if masks.shape[0] != n or masks.shape[2] != d:
         raise ValueError(f"masks must be (P, {d}) or ({n}, P, {d}), got {tuple(masks.shape)}")
     f0 = target_logits(model, x, y, chunk)
-    drops = f0[:, None] - _masked_logits(model, x, y, masks, baseline, chunk)
-    sums = (a.reshape(n, 1, d).double() * masks).sum(-1)
-    return pearson(sums, drops)
+    fp = perturbed_logits(model, y, n, masks.shape[1],
+                          replace_masked(x, masks, baseline_values(x, baseline)),
+                          chunk or auto_chunk(x))
+    return MaskDraws(masks, f0[:, None] - fp)
 
 
-def _step_masks(order: np.ndarray, features_in_step: int) -> Tensor:
-    """Masks (N, steps, D) selecting consecutive chunks of ``order`` (N, D)."""
-    n, d = order.shape
-    steps = math.ceil(d / features_in_step)
-    masks = torch.zeros(n, steps, d, dtype=torch.bool)
-    step_of = torch.arange(d) // features_in_step
-    masks[torch.arange(n)[:, None], step_of[None, :].expand(n, d),
-          torch.from_numpy(order.copy())] = True
-    return masks
+def faithfulness_correlation(model: Model, x: Tensor, y: Tensor, a: Tensor, *,
+                             masks: Tensor | None = None, patch_size: int | None = None,
+                             subset_size: int | None = None, nr_runs: int = 100,
+                             baseline: Baseline = 0.0, generator: torch.Generator | None = None,
+                             chunk: int | None = None,
+                             prepared: MaskDraws | None = None) -> Tensor:
+    """Faithfulness Correlation (Bhatt et al.); higher is better.
+
+    For each mask the masked values are set to ``baseline``; the score is the Pearson
+    correlation between the attribution sums over the masks and the logit drops. Masks: the
+    grid of patches of side ``patch_size`` (default side/4, the spec's 16 patches), or with
+    ``subset_size`` Quantus's ``nr_runs`` random subsets of that many values (the paper's code:
+    100 × 12,544 of 3·224², baseline ``"black"``); ``masks`` may be given, (P, D) shared by all
+    images or (N, P, D) per image.
+    """
+    _check_batch(x, y, a)
+    if prepared is None:
+        prepared = prepare_faithfulness_correlation(
+            model, x, y, masks=masks, patch_size=patch_size, subset_size=subset_size,
+            nr_runs=nr_runs, baseline=baseline, generator=generator, chunk=chunk)
+    return pearson(_masked_sums(a, prepared.masks), prepared.drops)
 
 
-def faithfulness_estimate(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
-                          features_in_step: int | None = None, baseline: float = 0.0,
-                          chunk: int = DEFAULT_CHUNK) -> Tensor:
+def faithfulness_estimate(model: Model, x: Tensor, y: Tensor, a: Tensor, *,
+                          features_in_step: int | None = None, baseline: Baseline = 0.0,
+                          chunk: int | None = None) -> Tensor:
     """Faithfulness Estimate (Alvarez-Melis & Jaakkola); higher is better.
 
-    Pixels sorted by decreasing attribution are removed (set to ``baseline``) ``features_in_step``
+    Values sorted by decreasing attribution are removed (set to ``baseline``) ``features_in_step``
     at a time (default: one image row's worth, i.e. ``W·C``), each step on its own; the score is
     the Pearson correlation of the attribution sums with the logit drops.
     """
     _check_batch(x, y, a)
     n = x.shape[0]
     k = features_in_step or x.shape[1] * x.shape[-1]
-    a_flat = a.reshape(n, -1).double()
     # NumPy's argsort in the attributions' own dtype: ties break exactly as in Quantus.
-    masks = _step_masks(np.argsort(-a.reshape(n, -1).detach().numpy(), axis=1), k)
+    order = np.argsort(-a.reshape(n, -1).detach().numpy(), axis=1)
+    masks = step_masks(order, k)
     f0 = target_logits(model, x, y, chunk)
-    drops = f0[:, None] - _masked_logits(model, x, y, masks, baseline, chunk)
-    return pearson((a_flat[:, None] * masks).sum(-1), drops)
+    fp = perturbed_logits(model, y, n, masks.shape[1],
+                          replace_masked(x, masks, baseline_values(x, baseline)),
+                          chunk or auto_chunk(x))
+    return pearson(_step_sums(_flat(a), order, k), f0[:, None] - fp)
 
 
-def monotonicity_correlation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
+def monotonicity_correlation(model: Model, x: Tensor, y: Tensor, a: Tensor, *,
                              features_in_step: int | None = None, nr_samples: int = 10,
                              domain: Domain = (0.0, 1.0), values: Tensor | None = None,
                              generator: torch.Generator | None = None, eps: float = 1e-5,
-                             softmax: bool = True, chunk: int = DEFAULT_CHUNK) -> Tensor:
+                             softmax: bool = True, chunk: int | None = None) -> Tensor:
     """Monotonicity Correlation (Nguyen & Martínez, Quantus semantics); higher is better.
 
-    Steps of ``features_in_step`` pixels in ascending order of ``|a|``; each step is perturbed
-    ``nr_samples`` times by setting its pixels to one uniform value (Quantus's batched "uniform"
-    baseline); the score is the Spearman correlation of ``Σ|a|`` per step with
-    ``mean((f(x') − f(x))²)/f(x)²``, f = softmax probability of the target (Quantus's default;
-    ``softmax=False`` uses the logit). ``values`` (steps, nr_samples, N) may be given.
+    Steps of ``features_in_step`` values in ascending order of ``|a|``; each step is perturbed
+    ``nr_samples`` times by setting its values to one uniform value in ``domain`` (Quantus's
+    batched "uniform" baseline, whose default range is [0, 1] whatever the inputs); the score is
+    the Spearman correlation of ``Σ|a|`` per step with ``mean((f(x') − f(x))²)/f(x)²``, f =
+    softmax probability of the target (Quantus's default; ``softmax=False`` uses the logit).
+    ``values`` (steps, nr_samples, N) may be given.
     """
     _check_batch(x, y, a)
     n = x.shape[0]
     k = features_in_step or x.shape[1] * x.shape[-1]
-    a_flat = a.reshape(n, -1).double().abs()
-    masks = _step_masks(np.argsort(a.reshape(n, -1).detach().abs().numpy(), axis=1), k)
+    order = np.argsort(a.reshape(n, -1).detach().abs().numpy(), axis=1)
+    masks = step_masks(order, k)
     steps = masks.shape[1]
     if values is None:
         lo, hi = domain
@@ -270,14 +406,13 @@ def monotonicity_correlation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, 
     s = values.shape[1]
     f0 = target_logits(model, x, y, chunk, softmax)
     inv = torch.where(f0.abs() >= eps, 1.0 / f0.abs().clamp_min(eps), torch.ones_like(f0)) ** 2
-    # All steps × samples at once: (N, steps·S, D), forwarded in chunks.
-    xp = torch.where(masks.repeat_interleave(s, dim=1),
-                     values.permute(2, 0, 1).reshape(n, steps * s, 1).to(x.dtype),
-                     x.reshape(n, 1, -1))
-    fp = _perturbed_logits(model, xp.view(n, steps * s, *x.shape[1:]), y, chunk, softmax)
+    # Every step × sample: perturbation j = step j // S with value j % S.
+    fp = perturbed_logits(model, y, n, steps * s,
+                          replace_masked(x, masks.repeat_interleave(s, dim=1),
+                                         values.permute(2, 0, 1).reshape(n, steps * s)),
+                          chunk or auto_chunk(x), softmax)
     variances = ((fp.view(n, steps, s) - f0[:, None, None]) ** 2).mean(2) * inv[:, None]
-    sums = (a_flat[:, None] * masks).sum(-1)
-    return spearman(sums, variances)
+    return spearman(_step_sums(_flat(a).abs(), order, k), variances)
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -287,7 +422,7 @@ def max_sensitivity(explain: ExplainFn, x: Tensor, y: Tensor, a: Tensor, *, nr_s
                     generator: torch.Generator | None = None) -> Tensor:
     """Max Sensitivity (Yeh et al.); lower is better.
 
-    ``max_s ‖explain(x + δₛ) − a‖ / ‖a‖`` with δ uniform in [−r, r] per pixel, r = ``radius``
+    ``max_s ‖explain(x + δₛ) − a‖ / ‖a‖`` with δ uniform in [−r, r] per value, r = ``radius``
     (default: the spec's 0.02 on [−1, 1], scaled to the domain's half-range). ``noise``
     (S, N, C, H, W) may be given.
     """
@@ -296,12 +431,12 @@ def max_sensitivity(explain: ExplainFn, x: Tensor, y: Tensor, a: Tensor, *, nr_s
     if noise is None:
         r = radius if radius is not None else 0.02 * (domain[1] - domain[0]) / 2
         noise = (2 * torch.rand(nr_samples, *x.shape, generator=generator, dtype=x.dtype) - 1) * r
-    a_flat = a.reshape(n, -1).double()
+    a_flat = _flat(a)
     den = a_flat.norm(dim=1)
     best = torch.full((n,), -math.inf, dtype=torch.float64)
     for delta in noise:
         xp = (x.double() + delta.double()).to(x.dtype)          # rounding as in Quantus
-        a2 = explain(xp, y).detach().reshape(n, -1).double()
+        a2 = _flat(explain(xp, y).detach())
         best = torch.maximum(best, (a_flat - a2).norm(dim=1) / den)
     return best
 
@@ -338,14 +473,22 @@ def random_other_class(y: Tensor, num_classes: int,
     return off + (off >= y).long()
 
 
+#: Similarities :func:`random_logit` offers.
+SIMILARITIES = ("ssim", "pearson")
+
+
 def random_logit(explain: ExplainFn, x: Tensor, y: Tensor, a: Tensor, *, num_classes: int,
-                 other: Tensor | None = None,
+                 other: Tensor | None = None, similarity: str = "ssim",
                  generator: torch.Generator | None = None) -> Tensor:
-    """Random Logit (Sixt et al.); lower is better: the SSIM between the (max-normalised)
-    explanation of the target and that of a random other class (``other``, drawn if not given)."""
+    """Random Logit (Sixt et al.); lower is better: the similarity between the (max-normalised)
+    explanation of the target and that of a random other class (``other``, drawn if not given):
+    ``"ssim"`` (Quantus's default) or ``"pearson"`` (the paper's code)."""
     _check_batch(x, y, a)
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     if other is None:
         other = random_other_class(y, num_classes, generator)
-    n = x.shape[0]
-    a_off = explain(x, other).detach().reshape(n, -1).double()
-    return _ssim_1d(_normalise_by_max(a.reshape(n, -1).double()), _normalise_by_max(a_off))
+    a_off = _flat(explain(x, other).detach())
+    if similarity == "pearson":
+        return pearson(_flat(a), a_off)
+    return _ssim_1d(_normalise_by_max(_flat(a)), _normalise_by_max(a_off))

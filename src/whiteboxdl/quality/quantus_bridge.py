@@ -50,29 +50,45 @@ def _call(metric, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, seed: int, 
 
 
 def quantus_faithfulness_correlation(model, x, y, a, *, nr_runs: int, subset_size: int,
-                                     baseline: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Quantus FaithfulnessCorrelation (random pixel subsets, Pearson, no normalisation)."""
+                                     baseline: float | str = 0.0, normalise: bool = False,
+                                     seed: int = 0) -> np.ndarray:
+    """Quantus FaithfulnessCorrelation (random pixel subsets, Pearson; the paper's code leaves
+    ``normalise`` at Quantus's default True and the baseline at ``"black"``)."""
     m = quantus.FaithfulnessCorrelation(nr_runs=nr_runs, subset_size=subset_size,
-                                        perturb_baseline=baseline, normalise=False, abs=False,
+                                        perturb_baseline=baseline, normalise=normalise, abs=False,
                                         return_aggregate=False, disable_warnings=True)
     return _call(m, model, x, y, a, seed)
 
 
 def quantus_faithfulness_estimate(model, x, y, a, *, features_in_step: int,
-                                  baseline: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Quantus FaithfulnessEstimate (Pearson, no normalisation)."""
+                                  baseline: float | str = 0.0, normalise: bool = False,
+                                  seed: int = 0) -> np.ndarray:
+    """Quantus FaithfulnessEstimate (Pearson)."""
     m = quantus.FaithfulnessEstimate(features_in_step=features_in_step, perturb_baseline=baseline,
-                                     normalise=False, abs=False, disable_warnings=True)
+                                     normalise=normalise, abs=False, disable_warnings=True)
+    return _call(m, model, x, y, a, seed)
+
+
+def quantus_infidelity(model, x, y, a, *, patch_sizes, repeats: int, uniform=(-1.0, 1.0),
+                       seed: int = 0) -> np.ndarray:
+    """Quantus Infidelity (block grid, uniform baseline, MSE without scaling: the loss the
+    paper's optimal-scaling subclass replaces)."""
+    m = quantus.Infidelity(perturb_baseline="uniform", n_perturb_samples=repeats,
+                           perturb_patch_sizes=list(patch_sizes),
+                           perturb_func_kwargs={"uniform_low": uniform[0],
+                                                "uniform_high": uniform[1]},
+                           disable_warnings=True)
     return _call(m, model, x, y, a, seed)
 
 
 def quantus_monotonicity_correlation(model, x, y, a, *, features_in_step: int, nr_samples: int,
-                                     domain=(0.0, 1.0), seed: int = 0) -> np.ndarray:
+                                     domain=(0.0, 1.0), normalise: bool = False,
+                                     seed: int = 0) -> np.ndarray:
     """Quantus MonotonicityCorrelation (uniform baseline over ``domain``, Spearman, |a|)."""
     m = quantus.MonotonicityCorrelation(
         features_in_step=features_in_step, nr_samples=nr_samples, perturb_baseline="uniform",
         perturb_func_kwargs={"uniform_low": domain[0], "uniform_high": domain[1]},
-        normalise=False, abs=True, disable_warnings=True)
+        normalise=normalise, abs=True, disable_warnings=True)
     return _call(m, model, x, y, a, seed)
 
 
@@ -84,12 +100,21 @@ def quantus_max_sensitivity(model, x, y, a, explain, *, nr_samples: int, radius:
     return _call(m, model, x, y, a, seed, explain_func=explain_func(explain))
 
 
-def quantus_random_logit(model, x, y, a, explain, *, num_classes: int,
+def quantus_random_logit(model, x, y, a, explain, *, num_classes: int, similarity: str = "ssim",
                          seed: int = 42) -> np.ndarray:
-    """Quantus RandomLogit (SSIM, normalise by max; per-sample when called with one image)."""
+    """Quantus RandomLogit (normalise by max; per-sample when called with one image), with
+    its default SSIM or the paper's Pearson correlation."""
+    func = {"ssim": quantus.similarity_func.ssim,
+            "pearson": quantus.similarity_func.correlation_pearson}[similarity]
     m = quantus.RandomLogit(num_classes=num_classes, seed=seed, normalise=True, abs=False,
-                            disable_warnings=True)
+                            similarity_func=func, disable_warnings=True)
     return _call(m, model, x, y, a, seed, explain_func=explain_func(explain))
+
+
+def quantus_explain(model, x, y, method: str) -> np.ndarray:
+    """``quantus.explain`` (Captum methods, attributions summed over channels: (N, 1, H, W)),
+    as the paper's code calls it for its baseline explainers."""
+    return np.asarray(quantus.explain(model.eval(), _np(x), _np(y), method=method, device="cpu"))
 
 
 def quantus_focus(model, mosaics, y, a, quadrants) -> np.ndarray:
@@ -101,15 +126,32 @@ def quantus_focus(model, mosaics, y, a, quadrants) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- replayed draws
-def fc_masks(seed: int, n: int, d: int, nr_runs: int, subset_size: int) -> Tensor:
+def fc_masks(seed: int, n: int, d: int, nr_runs: int, subset_size: int,
+             named_baseline: bool = False) -> Tensor:
     """The pixel subsets Quantus FaithfulnessCorrelation draws after ``np.random.seed(seed)``:
-    masks (N, nr_runs, D)."""
+    masks (N, nr_runs, D). With a named baseline (``"black"`` …) each run's replacement also
+    draws N uniform numbers (Quantus computes every named baseline, "uniform" included)."""
     np.random.seed(seed)
     masks = torch.zeros(n, nr_runs, d, dtype=torch.bool)
     for r in range(nr_runs):
         for i in range(n):
             masks[i, r, np.random.choice(d, subset_size, replace=False)] = True
+        if named_baseline:
+            np.random.uniform(size=n)
     return masks
+
+
+def infidelity_values(seed: int, n: int, blocks, repeats: int, uniform=(-1.0, 1.0)
+                      ) -> list[Tensor]:
+    """The block values Quantus Infidelity (uniform baseline) draws: one (N, B) tensor per
+    repeat and block size, as :func:`whiteboxdl.quality.metrics.block_values` lays them out."""
+    np.random.seed(seed)
+    out = []
+    for _ in range(repeats):
+        for b in blocks:
+            out.append(torch.from_numpy(np.stack(
+                [np.random.uniform(uniform[0], uniform[1], size=n) for _ in range(b)], axis=1)))
+    return out
 
 
 def mc_values(seed: int, n: int, steps: int, nr_samples: int, domain=(0.0, 1.0)) -> Tensor:
