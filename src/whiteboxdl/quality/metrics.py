@@ -67,7 +67,8 @@ __all__ = ["infidelity", "infidelity_blocks", "prepare_infidelity", "prepare_inf
            "faithfulness_correlation", "prepare_faithfulness_correlation", "faithfulness_estimate",
            "monotonicity_correlation", "max_sensitivity", "random_logit", "random_other_class",
            "noise_patch_perturbations", "default_patch_sizes", "patch_grid_masks",
-           "target_logits", "pearson", "spearman"]
+           "target_logits", "pearson", "spearman", "block_values", "PatchNoiseDraws",
+           "BlockDraws", "MaskDraws"]
 
 #: ``explain(x, target) -> attribution``, the explainer bound to the model (for the metrics that
 #: re-explain perturbed inputs or other classes).

@@ -16,7 +16,7 @@ FaithfulnessCorrelation      100 random subsets of 12,544 of the 150,528 values,
                              "black" (each image's minimum), Pearson, signed maps
 FaithfulnessEstimate         steps of 3,136 values, baseline "black", signed maps
 MonotonicityCorrelation      steps of 12,544, 10 samples, uniform values in Quantus's
-                             default [0, 1], |a|, Spearman, softmax
+                             default [0, 1], ``|a|``, Spearman, softmax
 MaxSensitivity               10 draws of uniform noise in [−0.02, 0.02]
 RandomLogit                  Pearson correlation (not Quantus's default SSIM), 1000 classes
 Focus                        448² mosaics of full 224² tiles: the image twice and two images

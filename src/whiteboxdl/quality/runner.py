@@ -178,7 +178,7 @@ class RunConfig:
 
 @dataclass
 class Task:
-    """A loaded model and data set, ready for :func:`evaluate_batches`.
+    """A loaded model and data set, ready for :func:`evaluate`.
 
     ``forward`` runs the metrics' (gradient-free) forward passes: the model itself, or a
     channels-last copy of it (:func:`channels_last_forward`).

@@ -148,7 +148,8 @@ def plot_affine_poses(model: SemanticNetwork, path: str | Path, per_line: int = 
 
 def plot_logical_weights(model: SemanticNetwork, path: str | Path) -> Path:
     """The logical layer's weights as an annotated heat map: the paper's layer with each own
-    block top-1 masked, or every learnable pose of :class:`PosedLogical` (one row each)."""
+    block top-1 masked, or every learnable pose of
+    :class:`~whiteboxdl.semantic.layers.PosedLogical` (one row each)."""
     posed = not hasattr(model.logical, "masked_weight")
     if posed:
         w = model.logical.weight.detach()

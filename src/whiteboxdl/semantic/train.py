@@ -274,7 +274,7 @@ def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = 
     """The default-recipe semantic network for ``digits`` (seed 314), trained on first use.
 
     Cached at :func:`default_model_path`; concurrent callers wait for one training run (file
-    lock). Eval mode. ``range(10)`` gives the ten-digit design of :data:`TEN_DIGIT_DESIGN`
+    lock). Eval mode. ``range(10)`` gives the ten-digit design of ``TEN_DIGIT_DESIGN``
     (about 8 minutes of one CPU core on first use); any other digits the paper's network and
     recipe.
 
