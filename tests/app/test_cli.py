@@ -41,7 +41,7 @@ def test_semantic_digits_choose_the_white_box_network(monkeypatch, capsys):
     assert args.semantic_digits == [3, 5]
     args = build_parser().parse_args(["app", "--semantic-digits", *map(str, range(10))])
     assert args.semantic_digits == list(range(10))
-    assert main(["app", "--semantic-digits", "3", "3"]) == 1
+    assert main(["app", "--semantic-digits", "3", "3"]) == 2          # a usage error (the CLI error boundary)
     assert "--semantic-digits must be 2 to 10 distinct digits" in capsys.readouterr().err
     launched = {}
     monkeypatch.setattr("whiteboxdl.app.ui.launch",
