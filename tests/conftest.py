@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+
+#: Debian's Chromium, driven by Playwright (never a browser download).
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +83,23 @@ def imagenet_sample_if_here():
     from whiteboxdl.data.folders import read_labels_csv
 
     return read_labels_csv(root).rows()
+
+
+@pytest.fixture(scope="session")
+def open_chromium():
+    """``open_chromium(width, height, timeout_ms)``: a context manager yielding a page of headless
+    Debian Chromium (the flags the environment prescribes), closed afterwards."""
+    @contextlib.contextmanager
+    def open_page(width: int, height: int, timeout_ms: int):
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.set_default_timeout(timeout_ms)
+                yield page
+            finally:
+                browser.close()
+    return open_page

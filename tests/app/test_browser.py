@@ -16,17 +16,10 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.set_default_timeout(60_000)
+def page(app_url, open_chromium):
+    with open_chromium(1400, 1100, 60_000) as page:
         page.goto(app_url)
         yield page
-        browser.close()
 
 
 def _rendered(page, selector: str) -> bool:

@@ -79,16 +79,9 @@ def server(site):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        page.set_default_timeout(30_000)
+def page(server, open_chromium):
+    with open_chromium(1300, 1000, 30_000) as page:
         yield page
-        browser.close()
 
 
 def test_api_page_shows_the_signature_of_excitation_pullbacks(page, server):
