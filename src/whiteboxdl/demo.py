@@ -6,8 +6,8 @@ Stages (each reported, a failing one does not stop the others):
 2. semantic — the 3-vs-5 semantic-feature network (default recipe, cached after the first run):
    clean and APGD-CE accuracy on all 1,902 test images (full AutoAttack with ``--autoattack``);
 3. semantic, ten digits — the ten-digit semantic network (``get_semantic_model(range(10))``, cached
-   after the first run, about 5½ minutes on 2 idle cores): clean accuracy on all 10,000 test images and APGD-CE on
-   the first :data:`TEN_ATTACK_N` (a subset, so the demo stays within minutes);
+   after the first run, about 5½ minutes on 2 idle cores): clean accuracy on all 10,000 test
+   images and APGD-CE on the first :data:`TEN_ATTACK_N` (a subset, so the demo stays within minutes);
 4. baseline — the same evaluation for a standard ReLU CNN trained on the same data;
 5. pullbacks — the MNIST CNN's paper-style grids, excitation pullback vs vanilla gradient;
 6. imagenet — the paper's figure on real photos: pretrained EfficientNet-Lite0 (weights from its
