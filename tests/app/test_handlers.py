@@ -63,8 +63,8 @@ def test_counterfactual_target_raises_its_probability(app_registry, mnist_cnn, p
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"steps": 0}, "steps must lie in"), ({"steps": 2.5}, "whole number"),
-    ({"alpha": float("nan")}, "alpha must be finite"), ({"temperature": 0}, "temperature"),
+    ({"steps": 0}, r"steps must be a whole number in \[1, 200\]"), ({"steps": 2.5}, "whole number"),
+    ({"alpha": float("nan")}, "alpha must be a finite number"), ({"temperature": 0}, "temperature"),
     ({"gate": "relu"}, "gate must be one of"), ({"method": "lrp"}, "method must be one of"),
     ({"target": "10 – ten"}, "out of range"), ({"model": "alexnet"}, "unknown model"),
     ({"image": b"GIF89a broken"}, "not a readable image"),

@@ -39,8 +39,20 @@ def test_sketchpad_dict_uses_the_composite_on_white():
     assert out[2, 3].tolist() == [0, 0, 0] and out[0, 0].tolist() == [255, 255, 255]
 
 
+def test_integer_arrays_keep_their_scale():
+    """A dim int64 image stays dim (not stretched to white); 16-bit values are read as 16 bits."""
+    dim = np.full((4, 4, 3), 100, dtype=np.int64)
+    assert np.asarray(inputs.image_from_upload(dim))[0, 0].tolist() == [100, 100, 100]
+    deep = np.full((4, 4), 128 * 257, dtype=np.int32)     # 128 on the 8-bit scale
+    assert np.asarray(inputs.image_from_upload(deep))[0, 0].tolist() == [128, 128, 128]
+    low16 = np.full((4, 4), 255, dtype=np.uint16)          # uint16 is 16-bit even if dark
+    assert np.asarray(inputs.image_from_upload(low16))[0, 0].tolist() == [1, 1, 1]
+
+
 @pytest.mark.parametrize("bad, words", [
     (None, "no image"),
+    (np.full((4, 4), -1, dtype=np.int64), r"0\.\.255.*range \[-1, -1\]"),
+    (np.full((4, 4), 70000, dtype=np.int64), "16-bit"),
     ({"composite": None}, "drawing is empty"),
     (b"this is not an image", "not a readable image"),
     (np.full((4, 4), np.nan), "NaN"),
@@ -109,11 +121,3 @@ def test_parse_target(value, expected):
 def test_parse_target_rejects(value, words):
     with pytest.raises(ValueError, match=words):
         inputs.parse_target(value, n_classes=1000)
-
-
-def test_check_number():
-    assert inputs.check_number("steps", "10", 1, 50, integer=True) == 10
-    for bad, words in ((float("nan"), "finite"), ("x", "number"), (0, r"\[1, 50\]"),
-                       (2.5, "whole")):
-        with pytest.raises(ValueError, match=f"steps.*{words}|{words}"):
-            inputs.check_number("steps", bad, 1, 50, integer=True)

@@ -217,8 +217,11 @@ def test_model_file_errors(tmp_path):
         save_model(tmp_path / "evil2.pt", _model(), "os:system", {})
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("lr", 0.0), ("batch_size", -1),
-                                         ("optimizer", "lbfgs"), ("weight_decay", -1.0)])
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("epochs", 2.5), ("lr", 0.0),
+                                         ("lr", float("nan")), ("batch_size", -1),
+                                         ("batch_size", "64"), ("optimizer", "lbfgs"),
+                                         ("weight_decay", -1.0),
+                                         ("weight_decay", float("inf"))])
 def test_bad_config(field, value):
     with pytest.raises(ValueError, match=field):
         fit(_model(), _blobs(), TrainConfig(**{field: value}), progress=False)

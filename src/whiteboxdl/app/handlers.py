@@ -28,8 +28,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from whiteboxdl.app.inputs import check_number, image_from_upload, mnist_tensor, parse_target
+from whiteboxdl.app.inputs import image_from_upload, mnist_tensor, parse_target
 from whiteboxdl import validation
+from whiteboxdl.validation import check_number
 from whiteboxdl.app.models import ModelRegistry, ModelSpec
 from whiteboxdl.data.images import example_images, to_pil
 from whiteboxdl.paths import cache_dir
@@ -155,7 +156,8 @@ def pullback_settings(temperature: Any = 0.3, gate: str = "sigmoid",
     known = options()
     for name, value in list(values.items()):
         if name in known and known[name].is_temperature:
-            values[name] = check_number(name.replace("_", " "), value, *TEMPERATURE_LIMITS)
+            values[name] = check_number(name.replace("_", " "), value, *TEMPERATURE_LIMITS,
+                                        parse=True)
     return PullbackSettings(gate=GATES[gate], **values)
 
 
@@ -185,9 +187,9 @@ def explain(registry: ModelRegistry, image: Any, model: str, target: Any = None,
     :func:`pullback_settings`).
     """
     spec = registry.spec(model)
-    steps = check_number("steps", steps, 1, 200, integer=True)
-    alpha = check_number("alpha", alpha, 1e-6, 1e4)
-    eps = check_number("epsilon", eps, 0, 1e5)
+    steps = check_number("steps", steps, 1, 200, integer=True, parse=True)
+    alpha = check_number("alpha", alpha, 1e-6, 1e4, parse=True)
+    eps = check_number("epsilon", eps, 0, 1e5, parse=True)
     pullback = pullback_settings(temperature, gate, settings)
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -367,7 +369,7 @@ def whitebox_attack(model: nn.Module, x: torch.Tensor, eps: Any, label: Any = No
     ``label`` is the true class name (e.g. ``"3"``) or ``None``/``"auto …"`` for the predicted
     class. Returns the adversarial image and the label used.
     """
-    eps = check_number("epsilon", eps, 1e-4, 1.0)
+    eps = check_number("epsilon", eps, 1e-4, 1.0, parse=True)
     names = [str(c) for c in model.class_names]
     if label is None or str(label).startswith("auto"):
         with torch.no_grad():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +60,28 @@ def image_from_upload(value: Any) -> Image.Image:
                          f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB")
     if isinstance(value, np.ndarray) and value.dtype != np.uint8 and np.issubdtype(
             value.dtype, np.integer):
-        value = value.astype(np.float64) / max(float(value.max()), 1.0)
+        value = _integer_pixels(value)
     try:
         return load_image(value)
     except FileNotFoundError as exc:
         raise ValueError(f"the uploaded file is gone ({exc}); upload it again") from None
 
 
+def _integer_pixels(array: np.ndarray) -> np.ndarray:
+    """An integer array (e.g. int64 from a UI widget) on its own scale, never stretched: uint16
+    and values above 255 as 16 bits (``/ 65535``), other values in 0..255 as 8 bits; negative or
+    larger ones refused.
+
+    >>> _integer_pixels(np.array([[0, 128]], dtype=np.int64)).dtype
+    dtype('uint8')
+    """
+    lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"integer image arrays must hold 8-bit (0..255) or 16-bit (0..65535) "
+                         f"pixel values, got range [{lo}, {hi}]")
+    if array.dtype != np.uint16 and hi <= 255:
+        return array.astype(np.uint8)
+    return array.astype(np.float64) / 65535
 def _centre_digit(gray: np.ndarray) -> np.ndarray:
     """MNIST's own normalisation: fit the ink's bounding box into 20x20, centre of mass at 14,14."""
     rows, cols = np.nonzero(gray > 0.05)
@@ -120,20 +134,3 @@ def parse_target(value: Any, n_classes: int) -> int | None:
         raise ValueError(f"target class index {index} is out of range for a model with "
                          f"{n_classes} classes (0..{n_classes - 1})")
     return index
-
-
-def check_number(name: str, value: Any, low: float, high: float, integer: bool = False) -> float:
-    """Return ``value`` as a float (or int) in [low, high]; ``ValueError`` naming ``name`` if not."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if not low <= number <= high:
-        raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {number:g}")
-    if integer:
-        if number != int(number):
-            raise ValueError(f"{name} must be a whole number, got {number:g}")
-        return int(number)
-    return number

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from whiteboxdl.models.checkpoint import save_model
 from whiteboxdl.runfiles import (DamagedFileError, as_json, fingerprint, load_torch,
                                  read_verified, save_torch, tensor_digest, write_json)
+from whiteboxdl.validation import check_number
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 EpochMetric = Callable[[nn.Module], float]
@@ -59,12 +60,9 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
