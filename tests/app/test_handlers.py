@@ -190,7 +190,8 @@ def test_every_rules_settings_reach_the_explanation(app_registry, mnist_cnn, pul
     default = handlers.explain(app_registry, seven, "mnist-cnn", 3, steps=2, alpha=1.0, eps=5.0)
     assert not np.allclose(out.runs["pullback"].target_logits,
                            default.runs["pullback"].target_logits)
-    for bad, words in (({"maxpool_temperature": 1e-9}, "maxpool temperature must lie"),
+    for bad, words in (({"maxpool_temperature": 1e-9},
+                        r"maxpool temperature must be a finite number in \[0.001, 100\]"),
                        ({"silu_temprature": 1.0}, "did you mean silu_temperature"),
                        ({"rules": ["nope"]}, "unknown rule")):
         with pytest.raises(ValueError, match=words):
