@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import whiteboxdl
 from whiteboxdl.cli import main
 from whiteboxdl.models.checkpoint import load_model, save_model
 from whiteboxdl.models.cnn import mnist_cnn
-from whiteboxdl.models.registry import (DIGITS, BuilderSpec, ModelFamily, Param, families,
-                                        get_builder, load_model_file, model_contract,
+from whiteboxdl.models.registry import (BUILTIN_MODULES, DIGITS, BuilderSpec, ModelFamily, Param,
+                                        families, get_builder, load_model_file, model_contract,
                                         register_family, resolve_model)
 
 
@@ -165,12 +169,6 @@ def test_quality_refuses_a_model_that_cannot_take_the_data(tmp_path, needs_mnist
 
 def test_every_module_that_registers_a_family_is_a_builtin():
     """BUILTIN_MODULES is kept by hand: a new family module missing from it would never load."""
-    import re
-    from pathlib import Path
-
-    import whiteboxdl
-    from whiteboxdl.models.registry import BUILTIN_MODULES
-
     root = Path(whiteboxdl.__file__).parent
     registering = {".".join(("whiteboxdl", *p.relative_to(root).with_suffix("").parts))
                    for p in root.rglob("*.py")

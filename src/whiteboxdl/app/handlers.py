@@ -29,11 +29,10 @@ from PIL import Image
 from torch import nn
 
 from whiteboxdl.app.inputs import image_from_upload, mnist_tensor, parse_target
-from whiteboxdl import validation
-from whiteboxdl.validation import check_number
 from whiteboxdl.app.models import ModelRegistry, ModelSpec
 from whiteboxdl.data.images import example_images, to_pil
 from whiteboxdl.paths import cache_dir
+from whiteboxdl.validation import check_number
 
 #: Gate names shown in the UI -> the ``gate`` argument of :class:`PullbackAscent`.
 GATES = {"sigmoid": "sigmoid", "normal CDF": "normal"}
@@ -222,8 +221,7 @@ def mnist_digit(index: int) -> tuple[Image.Image, int]:
     """MNIST test image ``index`` (a whole number, not a string) as a 28x28 RGB PIL image, and
     its label."""
     x, y = _mnist_test()
-    index = validation.check_number("MNIST test index", index, low=0, high=len(y) - 1,
-                                    integer=True)
+    index = check_number("MNIST test index", index, low=0, high=len(y) - 1, integer=True)
     return to_pil(x[index], signed=False).convert("RGB"), int(y[index])
 
 

@@ -82,6 +82,8 @@ def _integer_pixels(array: np.ndarray) -> np.ndarray:
     if array.dtype != np.uint16 and hi <= 255:
         return array.astype(np.uint8)
     return array.astype(np.float64) / 65535
+
+
 def _centre_digit(gray: np.ndarray) -> np.ndarray:
     """MNIST's own normalisation: fit the ink's bounding box into 20x20, centre of mass at 14,14."""
     rows, cols = np.nonzero(gray > 0.05)

@@ -275,7 +275,7 @@ def get_semantic_model(digits: Sequence[int] = (3, 5), train_if_missing: bool = 
 
     Cached at :func:`default_model_path`; concurrent callers wait for one training run (file
     lock). Eval mode. ``range(10)`` gives the ten-digit design of ``TEN_DIGIT_DESIGN``
-    (about 5 minutes on 2 idle CPU cores on first use); any other digits the paper's network and
+    (about 5½ minutes on 2 idle CPU cores on first use); any other digits the paper's network and
     recipe.
 
     Example
